@@ -1,0 +1,770 @@
+//! Stack-neutral applications (ping, UDP echo and ping-pong, TCP client and server) that drive hosts through the `Stack` trait and report what they observed.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use stack::{SocketError, SocketId, Stack, TcpEnd, TcpState};
+
+/// What an application does, on which host. Scenario files deserialize into this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AppConfig {
+    /// ICMP echo requests, one every `interval_us`.
+    Ping {
+        host: String,
+        target: IpAddr,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_interval_us")]
+        interval_us: u64,
+        #[serde(default = "default_payload_bytes")]
+        payload_bytes: u32,
+        #[serde(default)]
+        start_us: u64,
+        /// How long to wait for replies after the last request.
+        #[serde(default = "default_interval_us")]
+        timeout_us: u64,
+    },
+    /// Sends every datagram back to where it came from.
+    UdpEchoServer { host: String, port: u16 },
+    /// Sends a datagram, waits for the echo (or `timeout_us`), then sends the next.
+    UdpPingPong {
+        host: String,
+        target: SocketAddr,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_payload_bytes")]
+        payload_bytes: u32,
+        #[serde(default)]
+        start_us: u64,
+        #[serde(default = "default_interval_us")]
+        timeout_us: u64,
+    },
+    /// Accepts connections on `port`; each is read to the end and, with `echo`, answered with
+    /// the same bytes; then closed.
+    TcpServer {
+        host: String,
+        port: u16,
+        #[serde(default)]
+        echo: bool,
+        #[serde(default = "default_backlog")]
+        backlog: u32,
+    },
+    /// Connects, sends `send_bytes` of the verifiable pattern, optionally reads the echo back,
+    /// then ends the connection as `finish` says.
+    TcpClient {
+        host: String,
+        target: SocketAddr,
+        #[serde(default)]
+        start_us: u64,
+        #[serde(default)]
+        send_bytes: u64,
+        #[serde(default)]
+        expect_echo: bool,
+        #[serde(default)]
+        keepalive_us: Option<u64>,
+        /// Keep the connection open until this time before finishing.
+        #[serde(default)]
+        hold_until_us: Option<u64>,
+        #[serde(default)]
+        finish: TcpFinish,
+        /// Give up when nothing is acknowledged for this long (smoltcp's socket timeout).
+        #[serde(default)]
+        timeout_us: Option<u64>,
+    },
+}
+
+fn default_count() -> u32 {
+    4
+}
+fn default_interval_us() -> u64 {
+    1_000_000
+}
+fn default_payload_bytes() -> u32 {
+    56
+}
+fn default_backlog() -> u32 {
+    4
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpFinish {
+    /// Half-close with FIN, read until the peer closes too.
+    #[default]
+    Close,
+    /// Send a RST once everything sent has been acknowledged.
+    Abort,
+    /// Leave the connection open.
+    Leave,
+}
+
+impl AppConfig {
+    pub fn host(&self) -> &str {
+        match self {
+            AppConfig::Ping { host, .. }
+            | AppConfig::UdpEchoServer { host, .. }
+            | AppConfig::UdpPingPong { host, .. }
+            | AppConfig::TcpServer { host, .. }
+            | AppConfig::TcpClient { host, .. } => host,
+        }
+    }
+}
+
+/// The byte at `offset` of every stream wirelab sends: period 251 (a prime), so it never lines
+/// up with segment sizes and a misplaced segment shows up as a mismatch.
+pub fn pattern_byte(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+fn fill_pattern(buf: &mut [u8], offset: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(offset + i as u64);
+    }
+}
+
+/// The number of leading bytes of `data` (the stream at `offset`) that match the pattern.
+fn pattern_matches(data: &[u8], offset: u64) -> usize {
+    data.iter()
+        .enumerate()
+        .take_while(|(i, b)| **b == pattern_byte(offset + *i as u64))
+        .count()
+}
+
+/// What an application observed, for reports, expectations and snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AppReport {
+    pub host: String,
+    pub kind: &'static str,
+    /// Named counts (`requests_sent`, `replies_received`, `bytes_verified`, ...).
+    pub counters: BTreeMap<&'static str, u64>,
+    /// TCP states as they were first seen, with the time.
+    pub states: Vec<(u64, String)>,
+    /// Errors the socket API reported, with the time.
+    pub errors: Vec<(u64, String)>,
+    pub done_at_us: Option<u64>,
+}
+
+impl AppReport {
+    fn count(&mut self, name: &'static str, by: u64) {
+        *self.counters.entry(name).or_insert(0) += by;
+    }
+
+    fn error(&mut self, now_us: u64, message: String) {
+        self.errors.push((now_us, message));
+    }
+}
+
+/// A running application.
+pub trait App {
+    /// Acts on the host's sockets at `now_us`; returns true when it used the socket API in a
+    /// way that needs the stack polled again now.
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool;
+    /// When the application wants to act next regardless of network events.
+    fn wake_at(&self) -> Option<u64>;
+    /// Done applications no longer hold the run open. Servers are always done.
+    fn done(&self) -> bool;
+    fn report(&self) -> &AppReport;
+}
+
+/// Builds the running application for `config` on host `host_name`. `ident` is a value unique
+/// per application in the run, used as the ICMP identifier.
+pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
+    let report = |kind| AppReport {
+        host: config.host().to_string(),
+        kind,
+        ..AppReport::default()
+    };
+    match config.clone() {
+        AppConfig::Ping {
+            target,
+            count,
+            interval_us,
+            payload_bytes,
+            start_us,
+            timeout_us,
+            ..
+        } => Box::new(Ping {
+            target,
+            count,
+            interval_us,
+            payload: vec![0; payload_bytes as usize],
+            next_send_us: start_us,
+            timeout_us,
+            ident,
+            socket: None,
+            sent: 0,
+            replied: vec![false; count as usize],
+            report: report("ping"),
+        }),
+        AppConfig::UdpEchoServer { port, .. } => Box::new(UdpEchoServer {
+            port,
+            socket: None,
+            buf: vec![0; 65_536],
+            report: report("udp_echo_server"),
+        }),
+        AppConfig::UdpPingPong {
+            target,
+            count,
+            payload_bytes,
+            start_us,
+            timeout_us,
+            ..
+        } => Box::new(UdpPingPong {
+            target,
+            count,
+            payload_bytes: payload_bytes.max(4) as usize,
+            start_us,
+            timeout_us,
+            socket: None,
+            sent: 0,
+            deadline_us: None,
+            buf: vec![0; 65_536],
+            report: report("udp_ping_pong"),
+        }),
+        AppConfig::TcpServer {
+            port,
+            echo,
+            backlog,
+            ..
+        } => Box::new(TcpServer {
+            port,
+            echo,
+            backlog: backlog.max(1) as usize,
+            listener: None,
+            conns: Vec::new(),
+            buf: vec![0; 64 * 1024],
+            report: report("tcp_server"),
+        }),
+        AppConfig::TcpClient {
+            target,
+            start_us,
+            send_bytes,
+            expect_echo,
+            keepalive_us,
+            hold_until_us,
+            finish,
+            timeout_us,
+            ..
+        } => Box::new(TcpClient {
+            target,
+            start_us,
+            send_bytes,
+            expect_echo,
+            keepalive_us,
+            hold_until_us: hold_until_us.unwrap_or(0),
+            finish,
+            timeout_us,
+            socket: None,
+            sent: 0,
+            received: 0,
+            verified: 0,
+            finishing: false,
+            peer_closed: false,
+            last_state: None,
+            done: false,
+            buf: vec![0; 64 * 1024],
+            report: report("tcp_client"),
+        }),
+    }
+}
+
+struct Ping {
+    target: IpAddr,
+    count: u32,
+    interval_us: u64,
+    payload: Vec<u8>,
+    next_send_us: u64,
+    timeout_us: u64,
+    ident: u16,
+    socket: Option<SocketId>,
+    sent: u32,
+    replied: Vec<bool>,
+    report: AppReport,
+}
+
+impl App for Ping {
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool {
+        if self.report.done_at_us.is_some() || now_us < self.next_send_us && self.socket.is_none() {
+            return false;
+        }
+        let socket = match self.socket {
+            Some(s) => s,
+            None => match stack.icmp_echo_open(self.ident) {
+                Ok(s) => *self.socket.insert(s),
+                Err(e) => {
+                    self.report.error(now_us, e.to_string());
+                    self.report.done_at_us = Some(now_us);
+                    return false;
+                }
+            },
+        };
+        while let Ok(Some(reply)) = stack.icmp_echo_recv(socket) {
+            let seq = usize::from(reply.seq);
+            if reply.from == self.target && seq < self.replied.len() && !self.replied[seq] {
+                self.replied[seq] = true;
+                self.report.count("replies_received", 1);
+            } else {
+                self.report.count("unexpected_replies", 1);
+            }
+        }
+        let mut acted = false;
+        if self.sent < self.count && now_us >= self.next_send_us {
+            fill_pattern(&mut self.payload, u64::from(self.sent));
+            match stack.icmp_echo_send(socket, self.target, self.sent as u16, &self.payload) {
+                Ok(()) => self.report.count("requests_sent", 1),
+                Err(e) => self.report.error(now_us, e.to_string()),
+            }
+            self.sent += 1;
+            self.next_send_us = now_us + self.interval_us;
+            acted = true;
+        }
+        let all_replied = self.replied.iter().all(|&r| r);
+        let gave_up = self.sent == self.count
+            && now_us >= self.next_send_us - self.interval_us + self.timeout_us;
+        if all_replied || gave_up {
+            self.report.done_at_us = Some(now_us);
+        }
+        acted
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        if self.report.done_at_us.is_some() {
+            None
+        } else if self.sent < self.count {
+            Some(self.next_send_us)
+        } else {
+            Some(self.next_send_us - self.interval_us + self.timeout_us)
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.report.done_at_us.is_some()
+    }
+
+    fn report(&self) -> &AppReport {
+        &self.report
+    }
+}
+
+struct UdpEchoServer {
+    port: u16,
+    socket: Option<SocketId>,
+    buf: Vec<u8>,
+    report: AppReport,
+}
+
+impl App for UdpEchoServer {
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool {
+        let socket = match self.socket {
+            Some(s) => s,
+            None => match stack.udp_bind(self.port) {
+                Ok(s) => *self.socket.insert(s),
+                Err(e) => {
+                    self.report.error(now_us, e.to_string());
+                    self.port = 0;
+                    return false;
+                }
+            },
+        };
+        let mut acted = false;
+        while let Ok(Some((len, from))) = stack.udp_recv_from(socket, &mut self.buf) {
+            self.report.count("datagrams_received", 1);
+            match stack.udp_send_to(socket, from, &self.buf[..len]) {
+                Ok(()) => self.report.count("datagrams_echoed", 1),
+                Err(e) => self.report.error(now_us, e.to_string()),
+            }
+            acted = true;
+        }
+        acted
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        None
+    }
+
+    fn done(&self) -> bool {
+        true
+    }
+
+    fn report(&self) -> &AppReport {
+        &self.report
+    }
+}
+
+struct UdpPingPong {
+    target: SocketAddr,
+    count: u32,
+    payload_bytes: usize,
+    start_us: u64,
+    timeout_us: u64,
+    socket: Option<SocketId>,
+    sent: u32,
+    /// Waiting for the echo of datagram `sent - 1` until then.
+    deadline_us: Option<u64>,
+    buf: Vec<u8>,
+    report: AppReport,
+}
+
+impl App for UdpPingPong {
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool {
+        if self.report.done_at_us.is_some() || now_us < self.start_us {
+            return false;
+        }
+        let socket = match self.socket {
+            Some(s) => s,
+            None => match stack.udp_bind(0) {
+                Ok(s) => *self.socket.insert(s),
+                Err(e) => {
+                    self.report.error(now_us, e.to_string());
+                    self.report.done_at_us = Some(now_us);
+                    return false;
+                }
+            },
+        };
+        while let Ok(Some((len, from))) = stack.udp_recv_from(socket, &mut self.buf) {
+            let seq = u32::from_be_bytes(self.buf[..4].try_into().unwrap_or([0xff; 4]));
+            let intact = len == self.payload_bytes
+                && from == self.target
+                && pattern_matches(&self.buf[4..len], 0) == len - 4;
+            if intact && self.sent > 0 && seq == self.sent - 1 && self.deadline_us.is_some() {
+                self.report.count("round_trips", 1);
+                self.deadline_us = None;
+            } else {
+                self.report.count("unexpected_datagrams", 1);
+            }
+        }
+        if let Some(deadline) = self.deadline_us {
+            if now_us < deadline {
+                return false;
+            }
+            self.report.count("timeouts", 1);
+            self.deadline_us = None;
+        }
+        if self.sent == self.count {
+            self.report.done_at_us = Some(now_us);
+            return false;
+        }
+        self.buf[..4].copy_from_slice(&self.sent.to_be_bytes());
+        fill_pattern(&mut self.buf[4..self.payload_bytes], 0);
+        match stack.udp_send_to(socket, self.target, &self.buf[..self.payload_bytes]) {
+            Ok(()) => self.report.count("datagrams_sent", 1),
+            Err(e) => self.report.error(now_us, e.to_string()),
+        }
+        self.sent += 1;
+        self.deadline_us = Some(now_us + self.timeout_us);
+        true
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        if self.report.done_at_us.is_some() {
+            None
+        } else if self.socket.is_none() {
+            Some(self.start_us)
+        } else {
+            self.deadline_us
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.report.done_at_us.is_some()
+    }
+
+    fn report(&self) -> &AppReport {
+        &self.report
+    }
+}
+
+struct ServerConn {
+    socket: SocketId,
+    received: u64,
+    verified: u64,
+    /// Bytes read but not yet echoed back, as a count: the pattern regenerates them.
+    echo_pending: u64,
+    echoed: u64,
+    shut: bool,
+}
+
+struct TcpServer {
+    port: u16,
+    echo: bool,
+    backlog: usize,
+    listener: Option<SocketId>,
+    conns: Vec<ServerConn>,
+    buf: Vec<u8>,
+    report: AppReport,
+}
+
+impl App for TcpServer {
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool {
+        let listener = match self.listener {
+            Some(l) => l,
+            None => match stack.tcp_listen(self.port, self.backlog) {
+                Ok(l) => *self.listener.insert(l),
+                Err(e) => {
+                    self.report.error(now_us, e.to_string());
+                    self.port = 0;
+                    return false;
+                }
+            },
+        };
+        let mut acted = false;
+        while let Ok(Some(socket)) = stack.tcp_accept(listener) {
+            self.report.count("connections_accepted", 1);
+            self.conns.push(ServerConn {
+                socket,
+                received: 0,
+                verified: 0,
+                echo_pending: 0,
+                echoed: 0,
+                shut: false,
+            });
+        }
+        for conn in &mut self.conns {
+            loop {
+                let room = if self.echo {
+                    // Read no more than can be echoed, so the echo keeps pace with the input.
+                    (self.buf.len() as u64).saturating_sub(conn.echo_pending) as usize
+                } else {
+                    self.buf.len()
+                };
+                if room == 0 {
+                    break;
+                }
+                match stack.tcp_recv(conn.socket, &mut self.buf[..room]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let good = pattern_matches(&self.buf[..n], conn.received);
+                        if conn.verified == conn.received {
+                            conn.verified += good as u64;
+                        }
+                        conn.received += n as u64;
+                        conn.echo_pending += n as u64;
+                        self.report.count("bytes_received", n as u64);
+                        acted = true;
+                    }
+                    Err(SocketError::Finished) => {
+                        if self.echo && conn.echo_pending > 0 {
+                            break;
+                        }
+                        if !conn.shut {
+                            let _ = stack.tcp_shutdown(conn.socket);
+                            conn.shut = true;
+                            acted = true;
+                        }
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.echo && conn.echo_pending > 0 {
+                let n = conn.echo_pending.min(self.buf.len() as u64) as usize;
+                fill_pattern(&mut self.buf[..n], conn.echoed);
+                // The echo regenerates the pattern; bytes that failed verification are
+                // counted as such and the echo stays the pattern.
+                if let Ok(sent) = stack.tcp_send(conn.socket, &self.buf[..n]) {
+                    conn.echo_pending -= sent as u64;
+                    conn.echoed += sent as u64;
+                    self.report.count("bytes_echoed", sent as u64);
+                    acted |= sent > 0;
+                }
+            }
+        }
+        let mut still_open = Vec::with_capacity(self.conns.len());
+        for conn in self.conns.drain(..) {
+            let state = stack.tcp_state(conn.socket).unwrap_or(TcpState::Closed);
+            if matches!(state, TcpState::Closed | TcpState::TimeWait) {
+                self.report.count("bytes_verified", conn.verified);
+                if let Ok(Some(end)) = stack.tcp_end(conn.socket) {
+                    self.report.error(now_us, end_message(end).to_string());
+                }
+                let _ = stack.close(conn.socket);
+                self.report.count("connections_closed", 1);
+            } else {
+                still_open.push(conn);
+            }
+        }
+        self.conns = still_open;
+        acted
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        None
+    }
+
+    fn done(&self) -> bool {
+        true
+    }
+
+    fn report(&self) -> &AppReport {
+        &self.report
+    }
+}
+
+fn end_message(end: TcpEnd) -> &'static str {
+    match end {
+        TcpEnd::Refused => "connection refused",
+        TcpEnd::Reset => "connection reset",
+        TcpEnd::TimedOut => "connection timed out",
+    }
+}
+
+struct TcpClient {
+    target: SocketAddr,
+    start_us: u64,
+    send_bytes: u64,
+    expect_echo: bool,
+    keepalive_us: Option<u64>,
+    hold_until_us: u64,
+    finish: TcpFinish,
+    timeout_us: Option<u64>,
+    socket: Option<SocketId>,
+    sent: u64,
+    received: u64,
+    verified: u64,
+    finishing: bool,
+    peer_closed: bool,
+    last_state: Option<TcpState>,
+    done: bool,
+    buf: Vec<u8>,
+    report: AppReport,
+}
+
+impl TcpClient {
+    fn finish_now(&mut self, now_us: u64) {
+        self.done = true;
+        self.report.done_at_us = Some(now_us);
+        self.report.counters.insert("bytes_sent", self.sent);
+        self.report.counters.insert("bytes_received", self.received);
+        self.report.counters.insert("bytes_verified", self.verified);
+    }
+}
+
+impl App for TcpClient {
+    fn act(&mut self, now_us: u64, stack: &mut dyn Stack) -> bool {
+        if self.done || now_us < self.start_us {
+            return false;
+        }
+        let socket = match self.socket {
+            Some(s) => s,
+            None => match stack.tcp_connect(self.target) {
+                Ok(s) => {
+                    let _ = stack.tcp_set_keepalive(s, self.keepalive_us);
+                    let _ = stack.tcp_set_timeout(s, self.timeout_us);
+                    self.socket = Some(s);
+                    return true;
+                }
+                Err(e) => {
+                    self.report.error(now_us, e.to_string());
+                    self.finish_now(now_us);
+                    return false;
+                }
+            },
+        };
+        let state = stack.tcp_state(socket).unwrap_or(TcpState::Closed);
+        if self.last_state != Some(state) {
+            self.last_state = Some(state);
+            self.report.states.push((now_us, state.name().to_string()));
+        }
+        let mut acted = false;
+        if matches!(state, TcpState::Established | TcpState::CloseWait)
+            && self.sent < self.send_bytes
+        {
+            loop {
+                let n = (self.send_bytes - self.sent).min(self.buf.len() as u64) as usize;
+                if n == 0 {
+                    break;
+                }
+                fill_pattern(&mut self.buf[..n], self.sent);
+                match stack.tcp_send(socket, &self.buf[..n]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(taken) => {
+                        self.sent += taken as u64;
+                        acted = true;
+                    }
+                }
+            }
+        }
+        loop {
+            match stack.tcp_recv(socket, &mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let good = pattern_matches(&self.buf[..n], self.received);
+                    if self.verified == self.received {
+                        self.verified += good as u64;
+                    }
+                    self.received += n as u64;
+                    acted = true;
+                }
+                Err(SocketError::Finished) => {
+                    self.peer_closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if state == TcpState::Closed {
+            if let Ok(Some(end)) = stack.tcp_end(socket) {
+                self.report.error(now_us, end_message(end).to_string());
+            }
+            self.finish_now(now_us);
+            return acted;
+        }
+        let all_sent = self.sent == self.send_bytes;
+        let echo_in = !self.expect_echo || self.received >= self.send_bytes;
+        let established_once = !matches!(state, TcpState::SynSent | TcpState::SynReceived);
+        if established_once
+            && all_sent
+            && echo_in
+            && now_us >= self.hold_until_us
+            && !self.finishing
+        {
+            match self.finish {
+                TcpFinish::Close => {
+                    let _ = stack.tcp_shutdown(socket);
+                    self.finishing = true;
+                    acted = true;
+                }
+                TcpFinish::Abort => {
+                    if stack.tcp_send_queue(socket).unwrap_or(0) == 0 {
+                        let _ = stack.tcp_abort(socket);
+                        self.finishing = true;
+                        self.finish_now(now_us);
+                        return true;
+                    }
+                }
+                TcpFinish::Leave => {
+                    self.finish_now(now_us);
+                    return acted;
+                }
+            }
+        }
+        // Our FIN went first and the peer's has arrived; a connection the peer closed first
+        // ends in CLOSED, handled above.
+        if self.finishing && state == TcpState::TimeWait {
+            self.finish_now(now_us);
+        }
+        acted
+    }
+
+    fn wake_at(&self) -> Option<u64> {
+        if self.done {
+            None
+        } else if self.socket.is_none() {
+            Some(self.start_us)
+        } else if self.hold_until_us > 0 && !self.finishing {
+            Some(self.hold_until_us)
+        } else {
+            None
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn report(&self) -> &AppReport {
+        &self.report
+    }
+}

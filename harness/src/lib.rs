@@ -1,0 +1,12 @@
+//! wirelab's simulator: virtual time, seeded randomness, segments, impairments, apps, capture and checks.
+
+pub mod apps;
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod golden;
+pub mod impair;
+pub mod library;
+pub mod rng;
+pub mod sim;
+pub mod trace;

@@ -1,0 +1,220 @@
+//! The run's trace: every frame on a segment, every impairment decision and every run event, hashed as it is recorded and rendered as text on demand.
+
+use std::fmt::Write;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::{Direction, TraceLevel};
+use crate::decode::decode_frame;
+use crate::impair::Decision;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceKind {
+    /// Frame `frame_id`, sent by `from_host`, is on `segment`; its bytes are in the trace.
+    Frame {
+        segment: u32,
+        from_host: u32,
+        frame_id: u64,
+        bytes: std::ops::Range<usize>,
+    },
+    /// A decision of one link direction about frame `frame_id`.
+    Impairment {
+        host: u32,
+        direction: Direction,
+        frame_id: u64,
+        decision: Decision,
+    },
+    LinkState {
+        host: u32,
+        up: bool,
+    },
+    Partition {
+        segment: u32,
+        groups: Vec<Vec<u32>>,
+    },
+    Heal {
+        segment: u32,
+    },
+    ImpairmentsChanged {
+        host: u32,
+        direction: Direction,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceEvent {
+    pub time_us: u64,
+    pub kind: TraceKind,
+}
+
+/// Names to render host and segment numbers with.
+#[derive(Clone, Debug, Default)]
+pub struct TraceNames {
+    pub hosts: Vec<String>,
+    pub segments: Vec<String>,
+}
+
+pub struct Trace {
+    level: TraceLevel,
+    events: Vec<TraceEvent>,
+    frame_bytes: Vec<u8>,
+    hasher: Xxh3,
+}
+
+impl Trace {
+    pub fn new(level: TraceLevel) -> Trace {
+        Trace {
+            level,
+            events: Vec::new(),
+            frame_bytes: Vec::new(),
+            hasher: Xxh3::new(),
+        }
+    }
+
+    pub fn level(&self) -> TraceLevel {
+        self.level
+    }
+
+    pub fn events(&self) -> &[TraceEvent] {
+        &self.events
+    }
+
+    /// The xxh3 hash of everything recorded so far, in a stable binary encoding.
+    pub fn hash(&self) -> u64 {
+        self.hasher.digest()
+    }
+
+    pub fn frame(
+        &mut self,
+        time_us: u64,
+        segment: u32,
+        from_host: u32,
+        frame_id: u64,
+        bytes: &[u8],
+    ) {
+        if self.level < TraceLevel::Frames {
+            return;
+        }
+        self.hasher.update(&time_us.to_le_bytes());
+        self.hasher.update(&[0]);
+        self.hasher.update(&segment.to_le_bytes());
+        self.hasher.update(&from_host.to_le_bytes());
+        self.hasher.update(&frame_id.to_le_bytes());
+        self.hasher.update(&(bytes.len() as u32).to_le_bytes());
+        self.hasher.update(bytes);
+        let start = self.frame_bytes.len();
+        self.frame_bytes.extend_from_slice(bytes);
+        self.events.push(TraceEvent {
+            time_us,
+            kind: TraceKind::Frame {
+                segment,
+                from_host,
+                frame_id,
+                bytes: start..self.frame_bytes.len(),
+            },
+        });
+    }
+
+    pub fn record(&mut self, time_us: u64, kind: TraceKind) {
+        self.hasher.update(&time_us.to_le_bytes());
+        // A Debug rendering is a stable encoding for these small, rare events: it depends only
+        // on the values, never on addresses or the platform.
+        let mut text = String::new();
+        let _ = write!(text, "{kind:?}");
+        self.hasher.update(&[1]);
+        self.hasher.update(text.as_bytes());
+        self.events.push(TraceEvent { time_us, kind });
+    }
+
+    pub fn frame_bytes(&self, range: &std::ops::Range<usize>) -> &[u8] {
+        &self.frame_bytes[range.clone()]
+    }
+
+    /// One line per event: `seconds.micros  where  what`.
+    pub fn render(&self, names: &TraceNames) -> String {
+        let mut out = String::new();
+        for event in &self.events {
+            render_event(&mut out, event, names, self);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn host_name(names: &TraceNames, host: u32) -> &str {
+    names.hosts.get(host as usize).map_or("?", String::as_str)
+}
+
+fn segment_name(names: &TraceNames, segment: u32) -> &str {
+    names
+        .segments
+        .get(segment as usize)
+        .map_or("?", String::as_str)
+}
+
+/// Formats virtual time as seconds with six decimals, the way tcpdump prints timestamps.
+pub fn format_time(time_us: u64) -> String {
+    format!("{}.{:06}", time_us / 1_000_000, time_us % 1_000_000)
+}
+
+fn render_event(out: &mut String, event: &TraceEvent, names: &TraceNames, trace: &Trace) {
+    let _ = write!(out, "{} ", format_time(event.time_us));
+    match &event.kind {
+        TraceKind::Frame {
+            segment,
+            from_host,
+            frame_id,
+            bytes,
+        } => {
+            let _ = write!(
+                out,
+                "{} #{} from {}: ",
+                segment_name(names, *segment),
+                frame_id,
+                host_name(names, *from_host)
+            );
+            decode_frame(trace.frame_bytes(bytes), out);
+        }
+        TraceKind::Impairment {
+            host,
+            direction,
+            frame_id,
+            decision,
+        } => {
+            let _ = write!(
+                out,
+                "{} {} #{}: {}",
+                host_name(names, *host),
+                direction.name(),
+                frame_id,
+                decision
+            );
+        }
+        TraceKind::LinkState { host, up } => {
+            let _ = write!(
+                out,
+                "{} link {}",
+                host_name(names, *host),
+                if *up { "up" } else { "down" }
+            );
+        }
+        TraceKind::Partition { segment, groups } => {
+            let _ = write!(out, "{} partition", segment_name(names, *segment));
+            for group in groups {
+                let members: Vec<&str> = group.iter().map(|h| host_name(names, *h)).collect();
+                let _ = write!(out, " [{}]", members.join(" "));
+            }
+        }
+        TraceKind::Heal { segment } => {
+            let _ = write!(out, "{} heal", segment_name(names, *segment));
+        }
+        TraceKind::ImpairmentsChanged { host, direction } => {
+            let _ = write!(
+                out,
+                "{} {} impairments changed",
+                host_name(names, *host),
+                direction.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Determinism: the same configuration and seed give byte-identical captures and traces across runs, thread counts and build profiles (through the goldens); another seed changes what is random.
+
+use std::path::Path;
+
+use harness::apps::AppConfig;
+use harness::config::{
+    HostConfig, Impairments, LossModel, SegmentConfig, SegmentKind, WorldConfig,
+};
+use harness::golden::compare_capture;
+use harness::library::builtin;
+use harness::sim::{run, RunOptions, RunReport};
+use proptest::prelude::*;
+use rayon::prelude::*;
+
+/// The trace hash and every capture's bytes: what must not change from one run to the next.
+fn fingerprint(report: &RunReport) -> (u64, Vec<Vec<u8>>) {
+    (
+        report.trace_hash(),
+        report
+            .captures
+            .iter()
+            .map(|c| c.bytes.clone().expect("in-memory capture"))
+            .collect(),
+    )
+}
+
+fn run_builtin_with_threads(threads: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        builtin(11)
+            .par_iter()
+            .map(|s| fingerprint(&run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap()))
+            .collect()
+    })
+}
+
+#[test]
+fn runs_are_identical_across_repeats_and_thread_counts() {
+    let one = run_builtin_with_threads(1);
+    let two = run_builtin_with_threads(2);
+    let again = run_builtin_with_threads(2);
+    assert_eq!(one, two);
+    assert_eq!(two, again);
+}
+
+#[test]
+fn another_seed_changes_what_is_random() {
+    let hash = |seed| {
+        let s = builtin(seed)
+            .into_iter()
+            .find(|r| r.name == "tcp/transfer_256k_loss_2pct")
+            .unwrap();
+        run(s.config, &s.apps, &RunOptions::default())
+            .unwrap()
+            .trace_hash()
+    };
+    assert_ne!(hash(1), hash(2));
+    assert_eq!(hash(2), hash(2));
+}
+
+#[test]
+fn captures_match_the_goldens_byte_for_byte() {
+    // `cargo test` builds in debug and `cargo xtask scenarios` in its own profile; both compare
+    // with the same goldens, which is how a difference between build profiles would show.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden");
+    let mut problems = Vec::new();
+    for scenario in builtin(1) {
+        let report = run(
+            scenario.config.clone(),
+            &scenario.apps,
+            &RunOptions::default(),
+        )
+        .unwrap();
+        for capture in &report.captures {
+            let path = golden
+                .join(scenario.name)
+                .join(format!("{}.pcapng", capture.segment));
+            if let Err(mismatch) = compare_capture(&path, capture.bytes.as_ref().unwrap()) {
+                problems.push(format!("{}: {mismatch}", scenario.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn impairments() -> impl Strategy<Value = Impairments> {
+    (
+        0u64..3000,
+        0u64..500,
+        0.0f64..0.2,
+        0.0f64..0.1,
+        0.0f64..0.1,
+        0.0f64..0.05,
+        prop::option::of(1_000_000u64..1_000_000_000),
+    )
+        .prop_map(
+            |(latency_us, jitter_us, loss, dup, reorder, corrupt, bandwidth)| Impairments {
+                latency_us,
+                jitter_us,
+                loss: LossModel::Independent { probability: loss },
+                duplicate_probability: dup,
+                reorder_probability: reorder,
+                reorder_delay_us: 700,
+                corrupt_probability: corrupt,
+                bandwidth_bits_per_s: bandwidth,
+                queue_limit_bytes: None,
+                mtu_bytes: None,
+            },
+        )
+}
+
+fn world() -> impl Strategy<Value = (WorldConfig, Vec<AppConfig>)> {
+    (
+        any::<u64>(),
+        prop_oneof![
+            Just(SegmentKind::Hub),
+            Just(SegmentKind::Switch),
+            Just(SegmentKind::PointToPoint)
+        ],
+        2usize..6,
+        prop::collection::vec(impairments(), 12),
+        0u64..20_000,
+    )
+        .prop_map(|(seed, kind, hosts, links, bytes)| {
+            let hosts = if kind == SegmentKind::PointToPoint {
+                2
+            } else {
+                hosts
+            };
+            let mut config = WorldConfig::new(seed);
+            config.time_limit_us = 120_000_000;
+            config.segments.push(SegmentConfig {
+                name: "net".into(),
+                kind,
+            });
+            for i in 0..hosts {
+                let mut host = HostConfig::new(format!("n{i}"), "net")
+                    .with_ipv4(&format!("10.1.0.{}/24", i + 1));
+                host.link.to_segment = links[2 * i].clone();
+                host.link.from_segment = links[2 * i + 1].clone();
+                config.hosts.push(host);
+            }
+            let mut apps = vec![
+                AppConfig::TcpServer {
+                    host: "n0".into(),
+                    port: 80,
+                    echo: true,
+                    backlog: 2,
+                },
+                AppConfig::UdpEchoServer {
+                    host: "n0".into(),
+                    port: 7,
+                },
+            ];
+            for i in 1..hosts {
+                apps.push(AppConfig::TcpClient {
+                    host: format!("n{i}"),
+                    target: "10.1.0.1:80".parse().unwrap(),
+                    start_us: i as u64 * 300,
+                    send_bytes: bytes,
+                    expect_echo: true,
+                    keepalive_us: None,
+                    hold_until_us: None,
+                    finish: harness::apps::TcpFinish::Close,
+                    timeout_us: None,
+                });
+                apps.push(AppConfig::Ping {
+                    host: format!("n{i}"),
+                    target: "10.1.0.1".parse().unwrap(),
+                    count: 3,
+                    interval_us: 20_000,
+                    payload_bytes: 40,
+                    start_us: 0,
+                    timeout_us: 50_000,
+                });
+            }
+            (config, apps)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random topologies and impairments, run twice: the same trace and captures, every time.
+    #[test]
+    fn random_worlds_replay_identically((config, apps) in world()) {
+        let first = run(config.clone(), &apps, &RunOptions::default()).unwrap();
+        let second = run(config, &apps, &RunOptions::default()).unwrap();
+        prop_assert_eq!(&first.outcome, &second.outcome);
+        prop_assert_eq!(&first.stats, &second.stats);
+        prop_assert_eq!(fingerprint(&first), fingerprint(&second));
+    }
+}

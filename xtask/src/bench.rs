@@ -1,0 +1,645 @@
+//! `cargo xtask bench`: workloads measured in one run, each in its own process for a clean peak-memory figure, reported as ratios against baselines.
+//!
+//! Benchmarks are the one place outside the TAP backend allowed to read the wall clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use harness::apps::{AppConfig, TcpFinish};
+use harness::capture::CaptureFormat;
+use harness::config::{CongestionControlConfig, Impairments, LossModel, SegmentKind, TraceLevel};
+use harness::library::{host_ip, switch_of, tcp_transfer_apps, two_hosts};
+use harness::sim::{run as run_world, RunOptions};
+use serde_json::{json, Value};
+use stack::smoltcp::SmoltcpStack;
+use stack::{FrameQueue, MacAddr, SocketError, Stack, StackConfig};
+
+const GIB: u64 = 1 << 30;
+/// ns-3.37 on this kind of machine (DESIGN.md): 100 MB TCP over 1 Gbit/s, 1 ms, and 1000 UDP
+/// echo round trips.
+const NS3_TCP_100MB_WALL_S: f64 = 1.29;
+const NS3_UDP_ECHO_1000_WALL_S: f64 = 0.010;
+
+/// Every workload, in the order they run and print.
+const WORKLOADS: &[&str] = &[
+    "bare_tcp",
+    "harness_tcp",
+    "harness_tcp_pcap128",
+    "tcp_100mb_1gbit_1ms",
+    "udp_echo_1000",
+    "idle_keepalive_1h",
+    "ping_1000_hosts_to_server",
+    "ping_pairs_100",
+    "ping_pairs_1000",
+    "ping_pairs_10000",
+    "stack_share_pairs_1000",
+];
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn run(json_out: Option<PathBuf>, quick: bool, filter: Option<String>) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        // Figures from a debug build mean nothing: run the release build instead.
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--quiet".into(),
+            "--release".into(),
+            "--package".into(),
+            "xtask".into(),
+            "--".into(),
+            "bench".into(),
+        ];
+        if let Some(path) = &json_out {
+            args.push("--json".into());
+            args.push(std::path::absolute(path)?.display().to_string());
+        }
+        if quick {
+            args.push("--quick".into());
+        }
+        if let Some(f) = &filter {
+            args.push("--filter".into());
+            args.push(f.clone());
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).args(&args).status()?;
+        if !status.success() {
+            bail!("the release benchmark run failed ({status})");
+        }
+        return Ok(());
+    }
+    let scale = if quick { 16 } else { 1 };
+    let exe = std::env::current_exe()?;
+    let mut figures: BTreeMap<String, Value> = BTreeMap::new();
+    for &name in WORKLOADS {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        if quick && name == "ping_pairs_10000" {
+            continue;
+        }
+        eprintln!("running {name} ...");
+        let output = Command::new(&exe)
+            .args(["bench-one", name, &scale.to_string()])
+            .output()
+            .with_context(|| format!("starting workload {name}"))?;
+        if !output.status.success() {
+            bail!(
+                "workload {name} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let value: Value = serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("reading the figures of {name}"))?;
+        println!("{name:<28} {value}");
+        figures.insert(name.to_string(), value);
+    }
+    let ratios = ratios(&figures);
+    println!("\nratios and targets:");
+    for (name, value) in &ratios {
+        println!("  {name:<44} {value}");
+    }
+    if let Some(path) = json_out {
+        let doc = json!({ "scale_divisor": scale, "workloads": figures, "ratios": ratios });
+        harness::golden::write_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn num(figures: &BTreeMap<String, Value>, workload: &str, field: &str) -> Option<f64> {
+    figures.get(workload)?.get(field)?.as_f64()
+}
+
+fn ratios(figures: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut put = |name: &str, value: Option<f64>, target: &str| {
+        if let Some(v) = value {
+            out.insert(
+                name.to_string(),
+                json!({ "value": (v * 1000.0).round() / 1000.0, "target": target }),
+            );
+        }
+    };
+    let bare = num(figures, "bare_tcp", "gbit_per_s");
+    put(
+        "harness_tcp / bare_tcp throughput",
+        bare.zip(num(figures, "harness_tcp", "gbit_per_s"))
+            .map(|(b, h)| h / b),
+        ">= 0.85",
+    );
+    put(
+        "harness_tcp_pcap128 / bare_tcp throughput",
+        bare.zip(num(figures, "harness_tcp_pcap128", "gbit_per_s"))
+            .map(|(b, h)| h / b),
+        ">= 0.70",
+    );
+    put(
+        "ns-3 / wirelab wall, 100 MB TCP 1 Gbit/s 1 ms",
+        num(figures, "tcp_100mb_1gbit_1ms", "wall_s").map(|w| NS3_TCP_100MB_WALL_S / w),
+        ">= 30",
+    );
+    put(
+        "ns-3 / wirelab wall, 1000 UDP echoes",
+        num(figures, "udp_echo_1000", "wall_s").map(|w| NS3_UDP_ECHO_1000_WALL_S / w),
+        ">= 10",
+    );
+    put(
+        "idle keep-alive 1 h: wall ms",
+        num(figures, "idle_keepalive_1h", "wall_s").map(|w| w * 1000.0),
+        "< 10",
+    );
+    put(
+        "1000 hosts ping server: wall s",
+        num(figures, "ping_1000_hosts_to_server", "wall_s"),
+        "< 2",
+    );
+    let per_frame: Vec<f64> = ["ping_pairs_100", "ping_pairs_1000", "ping_pairs_10000"]
+        .iter()
+        .filter_map(|w| num(figures, w, "wall_ns_per_delivered_frame"))
+        .collect();
+    if per_frame.len() >= 2 {
+        let max = per_frame.iter().cloned().fold(f64::MIN, f64::max);
+        let min = per_frame.iter().cloned().fold(f64::MAX, f64::min);
+        put(
+            "ping pairs: max/min wall per frame",
+            Some(max / min),
+            "<= 1.5",
+        );
+    }
+    out
+}
+
+pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
+    let figures = match name {
+        "bare_tcp" => bare_tcp(GIB / scale)?,
+        "harness_tcp" => harness_tcp(GIB / scale, false)?,
+        "harness_tcp_pcap128" => harness_tcp(GIB / scale, true)?,
+        "tcp_100mb_1gbit_1ms" => tcp_over_link(100_000_000 / scale)?,
+        "udp_echo_1000" => udp_echo(1000)?,
+        "idle_keepalive_1h" => idle_keepalive()?,
+        "ping_1000_hosts_to_server" => ping_server(1000 / scale.min(10) as u32)?,
+        "ping_pairs_100" => ping_pairs(100, false)?,
+        "ping_pairs_1000" => ping_pairs(1000, false)?,
+        "ping_pairs_10000" => ping_pairs(10_000, false)?,
+        "stack_share_pairs_1000" => ping_pairs(1000, true)?,
+        other => bail!("no workload called {other}"),
+    };
+    let mut figures = figures;
+    figures["peak_rss_mib"] = json!(peak_rss_kib() as f64 / 1024.0);
+    println!("{figures}");
+    Ok(())
+}
+
+fn gbit_per_s(bytes: u64, wall_s: f64) -> f64 {
+    bytes as f64 * 8.0 / wall_s / 1e9
+}
+
+/// Two smoltcp stacks shuttling frames to each other in a plain loop: the ceiling the harness
+/// is measured against. Same stack code, same buffers, same application chunking.
+fn bare_tcp(bytes: u64) -> anyhow::Result<Value> {
+    let config = |name: &str, index: u32, ip: [u8; 4]| {
+        let mut c = StackConfig::new(name, MacAddr::local_from_index(index), index as u64);
+        c.ipv4 = Some((ip.into(), 24));
+        c.tcp_rx_buffer_bytes = 256 * 1024;
+        c.tcp_tx_buffer_bytes = 256 * 1024;
+        c
+    };
+    let mut client = SmoltcpStack::new(config("client", 1, [10, 0, 0, 1]));
+    let mut server = SmoltcpStack::new(config("server", 2, [10, 0, 0, 2]));
+    let listener = server.tcp_listen(5001, 1)?;
+    let conn = client.tcp_connect(SocketAddr::new(IpAddr::from([10, 0, 0, 2]), 5001))?;
+    let mut accepted = None;
+    let mut to_server = FrameQueue::new();
+    let mut to_client = FrameQueue::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    let mut received = 0u64;
+    let mut now_us = 0u64;
+    let start = Instant::now();
+    while received < bytes {
+        to_server.clear();
+        client.poll(now_us, &mut to_server);
+        while sent < bytes {
+            let n = (bytes - sent).min(chunk.len() as u64) as usize;
+            match client.tcp_send(conn, &chunk[..n]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => sent += k as u64,
+            }
+        }
+        client.poll(now_us, &mut to_server);
+        for frame in to_server.iter() {
+            server.receive(frame);
+        }
+        to_client.clear();
+        server.poll(now_us, &mut to_client);
+        if accepted.is_none() {
+            accepted = server.tcp_accept(listener)?;
+        }
+        if let Some(s) = accepted {
+            loop {
+                match server.tcp_recv(s, &mut chunk) {
+                    Ok(0) | Err(SocketError::Finished) => break,
+                    Ok(n) => received += n as u64,
+                    Err(e) => bail!("bare loop receive: {e}"),
+                }
+            }
+        }
+        server.poll(now_us, &mut to_client);
+        for frame in to_client.iter() {
+            client.receive(frame);
+        }
+        if to_server.is_empty() && to_client.is_empty() {
+            let next = [client.poll_at(now_us), server.poll_at(now_us)]
+                .into_iter()
+                .flatten()
+                .min();
+            now_us = next.unwrap_or(now_us + 1000).max(now_us + 1);
+        }
+    }
+    let wall_s = start.elapsed().as_secs_f64();
+    Ok(json!({ "bytes": bytes, "wall_s": wall_s, "gbit_per_s": gbit_per_s(bytes, wall_s) }))
+}
+
+fn harness_tcp(bytes: u64, pcap: bool) -> anyhow::Result<Value> {
+    let mut config = two_hosts(1, SegmentKind::Switch);
+    config.trace = TraceLevel::Decisions;
+    for host in &mut config.hosts {
+        host.tcp_buffer_bytes = 256 * 1024;
+        // Configured, but letting everything through: the full pipeline runs for every frame.
+        let passing = Impairments {
+            loss: LossModel::Independent { probability: 0.0 },
+            duplicate_probability: 0.0,
+            ..Impairments::default()
+        };
+        host.link.to_segment = passing.clone();
+        host.link.from_segment = passing;
+    }
+    let dir = std::env::temp_dir().join(format!("wirelab-bench-{}", std::process::id()));
+    let options = if pcap {
+        std::fs::create_dir_all(&dir)?;
+        config.capture.enabled = true;
+        config.capture.format = CaptureFormat::Pcap;
+        config.capture.snaplen_bytes = 128;
+        RunOptions {
+            capture_dir: Some(dir.clone()),
+            ..RunOptions::default()
+        }
+    } else {
+        config.capture.enabled = false;
+        RunOptions::default()
+    };
+    let apps = tcp_transfer_apps(bytes);
+    let start = Instant::now();
+    let report = run_world(config, &apps, &options)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    let verified = report.apps[0]
+        .counters
+        .get("bytes_verified")
+        .copied()
+        .unwrap_or(0);
+    if verified != bytes {
+        bail!(
+            "the sink verified {verified} of {bytes} bytes ({})",
+            report.outcome
+        );
+    }
+    Ok(json!({
+        "bytes": bytes, "wall_s": wall_s, "gbit_per_s": gbit_per_s(bytes, wall_s),
+        "frames": report.stats.frames_emitted, "virtual_s": report.stats.end_time_us as f64 / 1e6,
+    }))
+}
+
+fn link_1gbit_1ms() -> Impairments {
+    Impairments {
+        latency_us: 1000,
+        bandwidth_bits_per_s: Some(1_000_000_000),
+        ..Impairments::default()
+    }
+}
+
+fn tcp_over_link(bytes: u64) -> anyhow::Result<Value> {
+    let mut config = two_hosts(1, SegmentKind::PointToPoint);
+    config.capture.enabled = false;
+    config.trace = TraceLevel::Decisions;
+    for host in &mut config.hosts {
+        host.tcp_buffer_bytes = 1 << 20;
+        host.congestion_control = CongestionControlConfig::Reno;
+        host.link.to_segment = link_1gbit_1ms();
+    }
+    let apps = tcp_transfer_apps(bytes);
+    let start = Instant::now();
+    let report = run_world(config, &apps, &RunOptions::default())?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let verified = report.apps[0]
+        .counters
+        .get("bytes_verified")
+        .copied()
+        .unwrap_or(0);
+    if verified != bytes {
+        bail!(
+            "the sink verified {verified} of {bytes} bytes ({})",
+            report.outcome
+        );
+    }
+    let virtual_s = report.stats.end_time_us as f64 / 1e6;
+    Ok(json!({
+        "bytes": bytes, "wall_s": wall_s, "virtual_s": virtual_s,
+        "goodput_gbit_per_virtual_s": gbit_per_s(bytes, virtual_s),
+        "frames": report.stats.frames_emitted,
+        "wall_us_per_frame": wall_s * 1e6 / report.stats.frames_emitted as f64,
+    }))
+}
+
+fn udp_echo(round_trips: u32) -> anyhow::Result<Value> {
+    let mut config = two_hosts(1, SegmentKind::PointToPoint);
+    config.capture.enabled = false;
+    config.trace = TraceLevel::Decisions;
+    for host in &mut config.hosts {
+        host.link.to_segment = link_1gbit_1ms();
+    }
+    let apps = vec![
+        AppConfig::UdpEchoServer {
+            host: "server".into(),
+            port: 7,
+        },
+        AppConfig::UdpPingPong {
+            host: "client".into(),
+            target: "10.0.0.2:7".parse()?,
+            count: round_trips,
+            payload_bytes: 32,
+            start_us: 0,
+            timeout_us: 100_000,
+        },
+    ];
+    let start = Instant::now();
+    let report = run_world(config, &apps, &RunOptions::default())?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let done = report.apps[1]
+        .counters
+        .get("round_trips")
+        .copied()
+        .unwrap_or(0);
+    if done != u64::from(round_trips) {
+        bail!("{done} of {round_trips} round trips ({})", report.outcome);
+    }
+    Ok(
+        json!({ "round_trips": done, "wall_s": wall_s, "virtual_s": report.stats.end_time_us as f64 / 1e6 }),
+    )
+}
+
+fn idle_keepalive() -> anyhow::Result<Value> {
+    let mut config = two_hosts(1, SegmentKind::Switch);
+    config.capture.enabled = false;
+    config.trace = TraceLevel::Decisions;
+    let hour_us = 3_600_000_000;
+    config.time_limit_us = hour_us + 10_000_000;
+    let apps = vec![
+        AppConfig::TcpServer {
+            host: "server".into(),
+            port: 5001,
+            echo: false,
+            backlog: 1,
+        },
+        AppConfig::TcpClient {
+            host: "client".into(),
+            target: "10.0.0.2:5001".parse()?,
+            start_us: 0,
+            send_bytes: 0,
+            expect_echo: false,
+            keepalive_us: Some(75_000_000),
+            hold_until_us: Some(hour_us),
+            finish: TcpFinish::Close,
+            timeout_us: None,
+        },
+    ];
+    let start = Instant::now();
+    let report = run_world(config, &apps, &RunOptions::default())?;
+    let wall_s = start.elapsed().as_secs_f64();
+    if !report.outcome.is_success() || report.stats.end_time_us < hour_us {
+        bail!(
+            "the idle connection did not last the hour: {}",
+            report.outcome
+        );
+    }
+    Ok(json!({
+        "wall_s": wall_s, "virtual_s": report.stats.end_time_us as f64 / 1e6,
+        "frames": report.stats.frames_emitted, "steps": report.stats.steps,
+    }))
+}
+
+fn ping(host: String, target: IpAddr, start_us: u64) -> AppConfig {
+    AppConfig::Ping {
+        host,
+        target,
+        count: 10,
+        interval_us: 1_000_000,
+        payload_bytes: 56,
+        start_us,
+        timeout_us: 1_000_000,
+    }
+}
+
+fn ping_server(clients: u32) -> anyhow::Result<Value> {
+    let mut config = switch_of(1, clients + 1);
+    config.capture.enabled = false;
+    config.trace = TraceLevel::Decisions;
+    let apps: Vec<AppConfig> = (1..=clients)
+        .map(|i| ping(format!("h{i}"), IpAddr::V4(host_ip(0)), u64::from(i) * 100))
+        .collect();
+    let start = Instant::now();
+    let report = run_world(config, &apps, &RunOptions::default())?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let replies: u64 = report
+        .apps
+        .iter()
+        .map(|a| a.counters.get("replies_received").copied().unwrap_or(0))
+        .sum();
+    if replies != u64::from(clients) * 10 {
+        bail!("{replies} replies of {} ({})", clients * 10, report.outcome);
+    }
+    Ok(json!({
+        "hosts": clients + 1, "replies": replies, "wall_s": wall_s,
+        "frames_delivered": report.stats.frames_delivered,
+    }))
+}
+
+/// Wraps a stack and adds up the wall time spent inside it.
+struct TimedStack {
+    inner: Box<dyn Stack>,
+    spent_ns: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+macro_rules! timed {
+    ($self:ident, $call:expr) => {{
+        let start = Instant::now();
+        let result = $call;
+        $self
+            .spent_ns
+            .set($self.spent_ns.get() + start.elapsed().as_nanos() as u64);
+        result
+    }};
+}
+
+impl Stack for TimedStack {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn mac(&self) -> MacAddr {
+        self.inner.mac()
+    }
+    fn receive(&mut self, frame: &[u8]) {
+        timed!(self, self.inner.receive(frame))
+    }
+    fn poll(&mut self, now_us: u64, egress: &mut FrameQueue) -> bool {
+        timed!(self, self.inner.poll(now_us, egress))
+    }
+    fn poll_at(&mut self, now_us: u64) -> Option<u64> {
+        timed!(self, self.inner.poll_at(now_us))
+    }
+    fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<stack::SocketId, SocketError> {
+        self.inner.tcp_listen(port, backlog)
+    }
+    fn tcp_accept(&mut self, l: stack::SocketId) -> Result<Option<stack::SocketId>, SocketError> {
+        self.inner.tcp_accept(l)
+    }
+    fn tcp_connect(&mut self, remote: SocketAddr) -> Result<stack::SocketId, SocketError> {
+        self.inner.tcp_connect(remote)
+    }
+    fn tcp_send(&mut self, s: stack::SocketId, data: &[u8]) -> Result<usize, SocketError> {
+        self.inner.tcp_send(s, data)
+    }
+    fn tcp_recv(&mut self, s: stack::SocketId, buf: &mut [u8]) -> Result<usize, SocketError> {
+        self.inner.tcp_recv(s, buf)
+    }
+    fn tcp_shutdown(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+        self.inner.tcp_shutdown(s)
+    }
+    fn tcp_abort(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+        self.inner.tcp_abort(s)
+    }
+    fn tcp_state(&self, s: stack::SocketId) -> Result<stack::TcpState, SocketError> {
+        self.inner.tcp_state(s)
+    }
+    fn tcp_end(&self, s: stack::SocketId) -> Result<Option<stack::TcpEnd>, SocketError> {
+        self.inner.tcp_end(s)
+    }
+    fn tcp_send_queue(&self, s: stack::SocketId) -> Result<usize, SocketError> {
+        self.inner.tcp_send_queue(s)
+    }
+    fn tcp_set_keepalive(&mut self, s: stack::SocketId, i: Option<u64>) -> Result<(), SocketError> {
+        self.inner.tcp_set_keepalive(s, i)
+    }
+    fn tcp_set_nagle(&mut self, s: stack::SocketId, on: bool) -> Result<(), SocketError> {
+        self.inner.tcp_set_nagle(s, on)
+    }
+    fn tcp_set_timeout(&mut self, s: stack::SocketId, t: Option<u64>) -> Result<(), SocketError> {
+        self.inner.tcp_set_timeout(s, t)
+    }
+    fn udp_bind(&mut self, port: u16) -> Result<stack::SocketId, SocketError> {
+        self.inner.udp_bind(port)
+    }
+    fn udp_local_port(&self, s: stack::SocketId) -> Result<u16, SocketError> {
+        self.inner.udp_local_port(s)
+    }
+    fn udp_send_to(
+        &mut self,
+        s: stack::SocketId,
+        d: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), SocketError> {
+        timed!(self, self.inner.udp_send_to(s, d, data))
+    }
+    fn udp_recv_from(
+        &mut self,
+        s: stack::SocketId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
+        timed!(self, self.inner.udp_recv_from(s, buf))
+    }
+    fn icmp_echo_open(&mut self, ident: u16) -> Result<stack::SocketId, SocketError> {
+        self.inner.icmp_echo_open(ident)
+    }
+    fn icmp_echo_send(
+        &mut self,
+        s: stack::SocketId,
+        d: IpAddr,
+        seq: u16,
+        p: &[u8],
+    ) -> Result<(), SocketError> {
+        timed!(self, self.inner.icmp_echo_send(s, d, seq, p))
+    }
+    fn icmp_echo_recv(
+        &mut self,
+        s: stack::SocketId,
+    ) -> Result<Option<stack::EchoReply>, SocketError> {
+        timed!(self, self.inner.icmp_echo_recv(s))
+    }
+    fn close(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+        self.inner.close(s)
+    }
+}
+
+fn ping_pairs(hosts: u32, time_stacks: bool) -> anyhow::Result<Value> {
+    let mut config = switch_of(1, hosts);
+    config.capture.enabled = false;
+    config.trace = TraceLevel::Decisions;
+    // Pairs start 1 ms apart so that their ARP broadcasts do not all land at one instant.
+    let apps: Vec<AppConfig> = (0..hosts)
+        .map(|i| {
+            let partner = i ^ 1;
+            ping(
+                format!("h{i}"),
+                IpAddr::V4(host_ip(partner)),
+                u64::from(i / 2) * 1000,
+            )
+        })
+        .collect();
+    let spent = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let mut options = RunOptions::default();
+    if time_stacks {
+        let spent = spent.clone();
+        options.wrap_stack = Some(Box::new(move |inner| {
+            Box::new(TimedStack {
+                inner,
+                spent_ns: spent.clone(),
+            })
+        }));
+    }
+    let start = Instant::now();
+    let report = run_world(config, &apps, &options)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let replies: u64 = report
+        .apps
+        .iter()
+        .map(|a| a.counters.get("replies_received").copied().unwrap_or(0))
+        .sum();
+    if replies != u64::from(hosts) * 10 {
+        bail!("{replies} replies of {} ({})", hosts * 10, report.outcome);
+    }
+    let delivered = report.stats.frames_delivered;
+    let mut figures = json!({
+        "hosts": hosts, "replies": replies, "frames_delivered": delivered, "wall_s": wall_s,
+        "wall_ns_per_delivered_frame": wall_s * 1e9 / delivered as f64,
+    });
+    if time_stacks {
+        figures["share_of_wall_in_stacks"] = json!(spent.get() as f64 / 1e9 / wall_s);
+    }
+    Ok(figures)
+}

@@ -1,0 +1,90 @@
+//! wirelab's command line (`cargo xtask ...`): run the scenario library, bless goldens, and benchmark.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod scenarios;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "wirelab: deterministic network simulation for user-space TCP/IP stacks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every scenario, write captures and traces, compare with the goldens.
+    Scenarios {
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Override every scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Worker threads (the output is the same for any number).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where captures, traces and the summary go.
+        #[arg(long, default_value = "target/wirelab")]
+        out: PathBuf,
+        /// Rewrite the goldens with what this run produced.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Measure the simulator against its baselines and targets (release build).
+    Bench {
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Smaller workloads, for a quick look.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the workloads whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Internal: run one benchmark workload in this process and print its figures as JSON.
+    #[command(hide = true)]
+    BenchOne { name: String, scale: u64 },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scenarios {
+            filter,
+            seed,
+            jobs,
+            out,
+            bless,
+        } => scenarios::run(scenarios::Options {
+            filter,
+            seed,
+            jobs,
+            out,
+            bless,
+        }),
+        Command::Bench {
+            json,
+            quick,
+            filter,
+        } => bench::run(json, quick, filter).map(|()| ExitCode::SUCCESS),
+        Command::BenchOne { name, scale } => {
+            bench::run_one(&name, scale).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
