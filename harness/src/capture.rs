@@ -205,6 +205,10 @@ impl CaptureWriter {
         Ok(())
     }
 
+    pub fn format(&self) -> CaptureFormat {
+        self.format
+    }
+
     pub fn frames_written(&self) -> u64 {
         self.frames
     }

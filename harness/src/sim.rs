@@ -779,6 +779,10 @@ impl World {
         let Some(writer) = seg.capture.as_mut() else {
             return;
         };
+        // Without a comment to explain it, a frame nobody could have seen would mislead.
+        if writer.format() != crate::capture::CaptureFormat::Pcapng {
+            return;
+        }
         self.comment.clear();
         let _ = write!(
             self.comment,
