@@ -115,21 +115,72 @@ impl AppConfig {
 /// The byte at `offset` of every stream wirelab sends: period 251 (a prime), so it never lines
 /// up with segment sizes and a misplaced segment shows up as a mismatch.
 pub fn pattern_byte(offset: u64) -> u8 {
-    (offset % 251) as u8
+    (offset % PATTERN_PERIOD) as u8
+}
+
+const PATTERN_PERIOD: u64 = 251;
+/// Filling and checking go through this many bytes at a time.
+const PATTERN_CHUNK: usize = 64 * 1024;
+
+/// The pattern from offset 0, long enough that any chunk starting within one period fits, so
+/// that filling and checking are plain memory copies and comparisons.
+fn pattern_table() -> &'static [u8] {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..PATTERN_PERIOD as usize + PATTERN_CHUNK)
+            .map(|i| pattern_byte(i as u64))
+            .collect()
+    })
 }
 
 fn fill_pattern(buf: &mut [u8], offset: u64) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = pattern_byte(offset + i as u64);
+    let table = pattern_table();
+    let mut offset = offset;
+    for chunk in buf.chunks_mut(PATTERN_CHUNK) {
+        let start = (offset % PATTERN_PERIOD) as usize;
+        chunk.copy_from_slice(&table[start..start + chunk.len()]);
+        offset += chunk.len() as u64;
     }
 }
 
 /// The number of leading bytes of `data` (the stream at `offset`) that match the pattern.
 fn pattern_matches(data: &[u8], offset: u64) -> usize {
-    data.iter()
-        .enumerate()
-        .take_while(|(i, b)| **b == pattern_byte(offset + *i as u64))
-        .count()
+    let table = pattern_table();
+    let mut matched = 0;
+    for chunk in data.chunks(PATTERN_CHUNK) {
+        let start = ((offset + matched as u64) % PATTERN_PERIOD) as usize;
+        let expected = &table[start..start + chunk.len()];
+        if chunk == expected {
+            matched += chunk.len();
+        } else {
+            return matched
+                + chunk
+                    .iter()
+                    .zip(expected)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+        }
+    }
+    matched
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_fills_and_checks_across_chunks_and_periods() {
+        let mut buf = vec![0u8; 3 * PATTERN_CHUNK + 17];
+        fill_pattern(&mut buf, 1000);
+        assert!(buf
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(1000 + i as u64)));
+        assert_eq!(pattern_matches(&buf, 1000), buf.len());
+        assert_eq!(pattern_matches(&buf, 1001), 0);
+        buf[PATTERN_CHUNK + 5] ^= 1;
+        assert_eq!(pattern_matches(&buf, 1000), PATTERN_CHUNK + 5);
+    }
 }
 
 /// What an application observed, for reports, expectations and snapshots.
@@ -265,6 +316,8 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             last_state: None,
             done: false,
             buf: vec![0; 64 * 1024],
+            out: vec![0; 64 * 1024],
+            staged: 0..0,
             report: report("tcp_client"),
         }),
     }
@@ -628,6 +681,8 @@ struct TcpClient {
     last_state: Option<TcpState>,
     done: bool,
     buf: Vec<u8>,
+    out: Vec<u8>,
+    staged: std::ops::Range<usize>,
     report: AppReport,
 }
 
@@ -671,16 +726,22 @@ impl App for TcpClient {
         if matches!(state, TcpState::Established | TcpState::CloseWait)
             && self.sent < self.send_bytes
         {
+            // `out[staged]` holds the pattern from offset `sent`: it is filled once per chunk,
+            // not on every attempt, since the stack often takes only a little at a time.
             loop {
-                let n = (self.send_bytes - self.sent).min(self.buf.len() as u64) as usize;
-                if n == 0 {
-                    break;
+                if self.staged.is_empty() {
+                    let n = (self.send_bytes - self.sent).min(self.out.len() as u64) as usize;
+                    if n == 0 {
+                        break;
+                    }
+                    fill_pattern(&mut self.out[..n], self.sent);
+                    self.staged = 0..n;
                 }
-                fill_pattern(&mut self.buf[..n], self.sent);
-                match stack.tcp_send(socket, &self.buf[..n]) {
+                match stack.tcp_send(socket, &self.out[self.staged.clone()]) {
                     Ok(0) | Err(_) => break,
                     Ok(taken) => {
                         self.sent += taken as u64;
+                        self.staged.start += taken;
                         acted = true;
                     }
                 }

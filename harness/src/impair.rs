@@ -133,6 +133,11 @@ impl LinkPipeline {
         pipeline
     }
 
+    /// Whether `process` may change a frame's bytes.
+    pub fn may_corrupt(&self) -> bool {
+        self.corrupt_threshold != 0
+    }
+
     pub fn config(&self) -> &Impairments {
         &self.config
     }

@@ -266,6 +266,10 @@ pub struct World {
     segments: Vec<Segment>,
     apps: Vec<Box<dyn App>>,
     queue: BinaryHeap<Reverse<QueuedEvent>>,
+    /// Events for the current instant, in push order. Their sequence numbers are larger than
+    /// those of every queued event, so serving the heap's events at `now_us` first and then
+    /// these is exactly `(time, seq)` order, without a heap operation per zero-delay frame.
+    now_queue: std::collections::VecDeque<EventKind>,
     next_seq: u64,
     next_frame_id: u64,
     frames_in_flight: u64,
@@ -282,6 +286,8 @@ pub struct World {
     dirty_list: Vec<u32>,
     /// The host whose stack is being called, so that a panic can be attributed.
     current_host: Option<u32>,
+    /// True once the run loop has started: before it, `now_us` is not yet an instant being served.
+    stepping: bool,
     capture_paths: Vec<Option<PathBuf>>,
 }
 
@@ -412,6 +418,7 @@ impl World {
             segments,
             apps,
             queue: BinaryHeap::new(),
+            now_queue: std::collections::VecDeque::new(),
             next_seq: 0,
             next_frame_id: 0,
             frames_in_flight: 0,
@@ -426,6 +433,7 @@ impl World {
             dirty: vec![false; host_count],
             dirty_list: Vec::new(),
             current_host: None,
+            stepping: false,
             capture_paths,
             config,
         };
@@ -446,6 +454,11 @@ impl World {
     }
 
     fn push(&mut self, time_us: u64, kind: EventKind) {
+        if time_us == self.now_us && self.stepping {
+            self.now_queue.push_back(kind);
+            self.next_seq += 1;
+            return;
+        }
         self.queue.push(Reverse(QueuedEvent {
             time_us,
             seq: self.next_seq,
@@ -519,6 +532,7 @@ impl World {
     }
 
     fn run_loop(&mut self) -> Outcome {
+        self.stepping = true;
         loop {
             if !self.dirty_list.is_empty() {
                 self.poll_dirty_hosts();
@@ -526,14 +540,21 @@ impl World {
             if self.all_apps_done() && self.frames_in_flight == 0 && !self.apps.is_empty() {
                 return Outcome::Completed;
             }
-            let Some(Reverse(next)) = self.queue.peek() else {
-                return if self.all_apps_done() {
-                    Outcome::Completed
-                } else {
-                    Outcome::Stalled
-                };
+            let next_time = if self.now_queue.is_empty() {
+                match self.queue.peek() {
+                    Some(Reverse(next)) => next.time_us,
+                    None => {
+                        return if self.all_apps_done() {
+                            Outcome::Completed
+                        } else {
+                            Outcome::Stalled
+                        };
+                    }
+                }
+            } else {
+                self.now_us
             };
-            if next.time_us > self.config.time_limit_us {
+            if next_time > self.config.time_limit_us {
                 self.now_us = self.config.time_limit_us;
                 return Outcome::TimeLimit {
                     limit_us: self.config.time_limit_us,
@@ -545,13 +566,16 @@ impl World {
                 };
             }
             self.stats.steps += 1;
-            self.now_us = next.time_us;
+            self.now_us = next_time;
             while let Some(Reverse(event)) = self.queue.peek().copied() {
                 if event.time_us != self.now_us {
                     break;
                 }
                 self.queue.pop();
                 self.handle(event.kind);
+            }
+            while let Some(kind) = self.now_queue.pop_front() {
+                self.handle(kind);
             }
         }
     }
@@ -862,7 +886,7 @@ impl World {
             self.decisions
                 .push(Decision::Dropped(DropReason::Partition));
             crate::impair::Verdict::default()
-        } else {
+        } else if self.hosts[host as usize].from_segment.may_corrupt() {
             // The pipeline may corrupt the frame, which must not change the copy that others
             // receive: it works on a scratch copy, and only a changed frame gets its own slot.
             self.scratch.clear();
@@ -870,6 +894,12 @@ impl World {
             self.hosts[host as usize].from_segment.process(
                 self.now_us,
                 &mut self.scratch,
+                &mut self.decisions,
+            )
+        } else {
+            self.hosts[host as usize].from_segment.process(
+                self.now_us,
+                self.pool.get_mut(slot),
                 &mut self.decisions,
             )
         };

@@ -323,6 +323,7 @@ fn harness_tcp(bytes: u64, pcap: bool) -> anyhow::Result<Value> {
     Ok(json!({
         "bytes": bytes, "wall_s": wall_s, "gbit_per_s": gbit_per_s(bytes, wall_s),
         "frames": report.stats.frames_emitted, "virtual_s": report.stats.end_time_us as f64 / 1e6,
+        "steps": report.stats.steps, "polls": report.stats.polls,
     }))
 }
 
