@@ -7,6 +7,8 @@ pub mod decode;
 pub mod golden;
 pub mod impair;
 pub mod library;
+pub mod oracle;
+pub mod scenario;
 pub mod rng;
 pub mod sim;
 pub mod trace;
