@@ -190,6 +190,22 @@ struct FramePool {
 }
 
 impl FramePool {
+    /// Takes frame `index` of `queue` into a slot without copying it: the slot's old buffer
+    /// goes back to the queue for reuse.
+    fn alloc_from(&mut self, queue: &mut FrameQueue, index: usize) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push((Vec::new(), 0));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (bytes, refs) = &mut self.slots[slot as usize];
+        queue.swap_frame(index, bytes);
+        *refs = 0;
+        slot
+    }
+
     fn alloc(&mut self, frame: &[u8]) -> u32 {
         match self.free.pop() {
             Some(slot) => {
@@ -232,6 +248,11 @@ impl FramePool {
     fn get_mut(&mut self, slot: u32) -> &mut Vec<u8> {
         &mut self.slots[slot as usize].0
     }
+
+    /// True when exactly one holder is left, who may then take the bytes.
+    fn last_holder(&self, slot: u32) -> bool {
+        self.slots[slot as usize].1 == 1
+    }
 }
 
 struct Host {
@@ -256,6 +277,8 @@ struct Segment {
     /// Partition group of each port; ports in different groups cannot reach one another.
     groups: Vec<u32>,
     capture: Option<CaptureWriter>,
+    /// The capture records decisions as pcapng comments; without one, no comment is built.
+    comments: bool,
 }
 
 /// A simulated network, ready to run.
@@ -318,6 +341,7 @@ impl World {
                 mac_table: BTreeMap::new(),
                 groups: Vec::new(),
                 capture: None,
+                comments: false,
             })
             .collect();
         let mut capture_paths = vec![None; segments.len()];
@@ -342,6 +366,7 @@ impl World {
                         writer
                     }
                 };
+                segment.comments = format == crate::capture::CaptureFormat::Pcapng;
                 segment.capture = Some(writer);
             }
         }
@@ -601,7 +626,13 @@ impl World {
                 let h = &mut self.hosts[host as usize];
                 if h.from_segment.up {
                     self.current_host = Some(host);
-                    h.stack.receive(self.pool.get(slot));
+                    if self.pool.last_holder(slot) {
+                        // Nobody else will read this copy: the stack takes the buffer, and the
+                        // slot gets a spare one of the stack's in exchange.
+                        h.stack.receive_buffer(self.pool.get_mut(slot));
+                    } else {
+                        h.stack.receive(self.pool.get(slot));
+                    }
                     self.current_host = None;
                     self.stats.frames_delivered += 1;
                     self.mark_dirty(host);
@@ -703,8 +734,9 @@ impl World {
         }
         list.clear();
         // Hosts marked while polling (none today: frames always go through the queue) wait for
-        // the next step.
-        self.dirty_list.append(&mut list);
+        // the next step. The list's buffer is kept, so that marking does not allocate.
+        list.append(&mut self.dirty_list);
+        self.dirty_list = list;
     }
 
     fn poll_host(&mut self, host: u32) {
@@ -750,7 +782,7 @@ impl World {
             let frame_id = self.next_frame_id;
             self.next_frame_id += 1;
             self.stats.frames_emitted += 1;
-            let slot = self.pool.alloc(self.egress.get(index));
+            let slot = self.pool.alloc_from(&mut self.egress, index);
             self.decisions.clear();
             let h = &mut self.hosts[host as usize];
             let verdict =
@@ -764,7 +796,7 @@ impl World {
                 self.pool.release_if_unused(slot);
                 continue;
             }
-            if !self.decisions.is_empty() {
+            if !self.decisions.is_empty() && self.segments[segment as usize].comments {
                 self.uplink_notes.insert(frame_id, self.decisions.clone());
             }
             for arrival in verdict.arrivals_us.into_iter().flatten() {
@@ -847,15 +879,19 @@ impl World {
             }
         };
         self.comment.clear();
-        if let Some(notes) = self.uplink_notes.remove(&frame_id) {
-            for d in notes {
-                let _ = write!(
-                    self.comment,
-                    "{} {}: {d}; ",
-                    self.hosts[from_host as usize].name,
-                    Direction::ToSegment.name()
-                );
-            }
+        // Notes are kept only for segments whose capture takes comments.
+        let notes = if seg.comments {
+            self.uplink_notes.remove(&frame_id)
+        } else {
+            None
+        };
+        for d in notes.into_iter().flatten() {
+            let _ = write!(
+                self.comment,
+                "{} {}: {d}; ",
+                self.hosts[from_host as usize].name,
+                Direction::ToSegment.name()
+            );
         }
         match out_port {
             Some(port) if port != in_port => self.deliver(segment, in_port, port, slot, frame_id),
@@ -879,6 +915,7 @@ impl World {
     /// Sends a frame from the segment down to the host on `port`, through that link.
     fn deliver(&mut self, segment: u32, in_port: u32, port: u32, slot: u32, frame_id: u64) {
         let seg = &self.segments[segment as usize];
+        let seg_comments = seg.comments;
         let host = seg.ports[port as usize];
         let partitioned = seg.groups[port as usize] != seg.groups[in_port as usize];
         self.decisions.clear();
@@ -905,6 +942,8 @@ impl World {
         };
         if !self.decisions.is_empty() {
             self.note_decisions(host, Direction::FromSegment, frame_id);
+        }
+        if !self.decisions.is_empty() && seg_comments {
             for d in &self.decisions {
                 let _ = write!(
                     self.comment,

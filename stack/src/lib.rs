@@ -223,6 +223,13 @@ pub trait Stack {
     /// Hands one received Ethernet frame to the stack; it is processed on the next poll.
     fn receive(&mut self, frame: &[u8]);
 
+    /// Like [`Stack::receive`], for a caller that no longer needs the frame: the stack may take
+    /// the buffer itself and leave one of its spare buffers in its place (with any contents),
+    /// which saves a copy per frame. The default copies.
+    fn receive_buffer(&mut self, frame: &mut Vec<u8>) {
+        self.receive(frame);
+    }
+
     /// Lets the stack do all the work due at `now_us`, appending the frames it emits to
     /// `egress`. Returns true when socket state may have changed (data arrived, a connection
     /// opened or closed), so that applications should look again.

@@ -405,6 +405,16 @@ impl Stack for SmoltcpStack {
         self.device.rx.push_back(buf);
     }
 
+    fn receive_buffer(&mut self, frame: &mut Vec<u8>) {
+        if let Some(reset) = tcp_reset_in(frame) {
+            self.resets_seen.push(reset);
+        }
+        // The frame's buffer joins the receive queue; a spare one goes back in its place.
+        let mut buf = self.device.free.pop().unwrap_or_default();
+        std::mem::swap(&mut buf, frame);
+        self.device.rx.push_back(buf);
+    }
+
     fn poll(&mut self, now_us: u64, egress: &mut FrameQueue) -> bool {
         // The device writes transmitted frames straight into the caller's queue.
         std::mem::swap(&mut self.device.tx, egress);
