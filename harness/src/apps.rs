@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stack::{SocketError, SocketId, Stack, TcpEnd, TcpState};
 
 /// What an application does, on which host. Scenario files deserialize into this.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AppConfig {
     /// ICMP echo requests, one every `interval_us`.
@@ -50,6 +51,16 @@ pub enum AppConfig {
         echo: bool,
         #[serde(default = "default_backlog")]
         backlog: u32,
+        /// Bytes of the pattern sent on every connection as soon as it is accepted (a scripted
+        /// reply; the client checks it with `expect_bytes`).
+        #[serde(default)]
+        reply_bytes: u64,
+        /// Nothing is read before this time, so the receive window fills up and closes.
+        #[serde(default)]
+        read_from_us: u64,
+        /// Close (FIN) every open connection at this time instead of waiting for the peer's FIN.
+        #[serde(default)]
+        close_at_us: Option<u64>,
     },
     /// Connects, sends `send_bytes` of the verifiable pattern, optionally reads the echo back,
     /// then ends the connection as `finish` says.
@@ -62,6 +73,10 @@ pub enum AppConfig {
         send_bytes: u64,
         #[serde(default)]
         expect_echo: bool,
+        /// Bytes of the pattern the server sends (its `reply_bytes`), read and verified before
+        /// the client finishes.
+        #[serde(default)]
+        expect_bytes: u64,
         #[serde(default)]
         keepalive_us: Option<u64>,
         /// Keep the connection open until this time before finishing.
@@ -88,7 +103,7 @@ fn default_backlog() -> u32 {
     4
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TcpFinish {
     /// Half-close with FIN, read until the peer closes too.
@@ -101,6 +116,27 @@ pub enum TcpFinish {
 }
 
 impl AppConfig {
+    /// The name of the application kind as scenario files spell it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AppConfig::Ping { .. } => "ping",
+            AppConfig::UdpEchoServer { .. } => "udp_echo_server",
+            AppConfig::UdpPingPong { .. } => "udp_ping_pong",
+            AppConfig::TcpServer { .. } => "tcp_server",
+            AppConfig::TcpClient { .. } => "tcp_client",
+        }
+    }
+
+    pub fn host_mut(&mut self) -> &mut String {
+        match self {
+            AppConfig::Ping { host, .. }
+            | AppConfig::UdpEchoServer { host, .. }
+            | AppConfig::UdpPingPong { host, .. }
+            | AppConfig::TcpServer { host, .. }
+            | AppConfig::TcpClient { host, .. } => host,
+        }
+    }
+
     pub fn host(&self) -> &str {
         match self {
             AppConfig::Ping { host, .. }
@@ -278,10 +314,16 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             port,
             echo,
             backlog,
+            reply_bytes,
+            read_from_us,
+            close_at_us,
             ..
         } => Box::new(TcpServer {
             port,
             echo,
+            reply_bytes,
+            read_from_us,
+            close_at_us,
             backlog: backlog.max(1) as usize,
             listener: None,
             conns: Vec::new(),
@@ -293,6 +335,7 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             start_us,
             send_bytes,
             expect_echo,
+            expect_bytes,
             keepalive_us,
             hold_until_us,
             finish,
@@ -302,7 +345,11 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             target,
             start_us,
             send_bytes,
-            expect_echo,
+            expect_in: if expect_echo {
+                send_bytes + expect_bytes
+            } else {
+                expect_bytes
+            },
             keepalive_us,
             hold_until_us: hold_until_us.unwrap_or(0),
             finish,
@@ -533,20 +580,35 @@ struct ServerConn {
     socket: SocketId,
     received: u64,
     verified: u64,
-    /// Bytes read but not yet echoed back, as a count: the pattern regenerates them.
-    echo_pending: u64,
-    echoed: u64,
+    /// Bytes owed to the client (the scripted reply, then the echo of what was read), as a
+    /// count: the pattern regenerates them.
+    out_pending: u64,
+    /// Bytes sent so far: the offset of the next byte in the outgoing pattern stream.
+    sent: u64,
     shut: bool,
 }
 
 struct TcpServer {
     port: u16,
     echo: bool,
+    reply_bytes: u64,
+    read_from_us: u64,
+    close_at_us: Option<u64>,
     backlog: usize,
     listener: Option<SocketId>,
     conns: Vec<ServerConn>,
     buf: Vec<u8>,
     report: AppReport,
+}
+
+impl TcpServer {
+    fn reading(&self, now_us: u64) -> bool {
+        now_us >= self.read_from_us
+    }
+
+    fn closing(&self, now_us: u64) -> bool {
+        self.close_at_us.is_some_and(|at| now_us >= at)
+    }
 }
 
 impl App for TcpServer {
@@ -569,59 +631,71 @@ impl App for TcpServer {
                 socket,
                 received: 0,
                 verified: 0,
-                echo_pending: 0,
-                echoed: 0,
+                out_pending: self.reply_bytes,
+                sent: 0,
                 shut: false,
             });
         }
+        let reading = self.reading(now_us);
+        let closing = self.closing(now_us);
         for conn in &mut self.conns {
-            loop {
-                let room = if self.echo {
-                    // Read no more than can be echoed, so the echo keeps pace with the input.
-                    (self.buf.len() as u64).saturating_sub(conn.echo_pending) as usize
-                } else {
-                    self.buf.len()
-                };
-                if room == 0 {
-                    break;
-                }
-                match stack.tcp_recv(conn.socket, &mut self.buf[..room]) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let good = pattern_matches(&self.buf[..n], conn.received);
-                        if conn.verified == conn.received {
-                            conn.verified += good as u64;
-                        }
-                        conn.received += n as u64;
-                        conn.echo_pending += n as u64;
-                        self.report.count("bytes_received", n as u64);
-                        acted = true;
-                    }
-                    Err(SocketError::Finished) => {
-                        if self.echo && conn.echo_pending > 0 {
-                            break;
-                        }
-                        if !conn.shut {
-                            let _ = stack.tcp_shutdown(conn.socket);
-                            conn.shut = true;
-                            acted = true;
-                        }
+            // Before `read_from_us` the server leaves everything in the receive buffer.
+            if reading {
+                loop {
+                    let room = if self.echo {
+                        // Read no more than can be echoed, so the echo keeps pace with the input.
+                        (self.buf.len() as u64).saturating_sub(conn.out_pending) as usize
+                    } else {
+                        self.buf.len()
+                    };
+                    if room == 0 {
                         break;
                     }
-                    Err(_) => break,
+                    match stack.tcp_recv(conn.socket, &mut self.buf[..room]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let good = pattern_matches(&self.buf[..n], conn.received);
+                            if conn.verified == conn.received {
+                                conn.verified += good as u64;
+                            }
+                            conn.received += n as u64;
+                            if self.echo {
+                                conn.out_pending += n as u64;
+                            }
+                            self.report.count("bytes_received", n as u64);
+                            acted = true;
+                        }
+                        Err(SocketError::Finished) => {
+                            if conn.out_pending == 0 && !conn.shut {
+                                let _ = stack.tcp_shutdown(conn.socket);
+                                conn.shut = true;
+                                acted = true;
+                            }
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
             }
-            if self.echo && conn.echo_pending > 0 {
-                let n = conn.echo_pending.min(self.buf.len() as u64) as usize;
-                fill_pattern(&mut self.buf[..n], conn.echoed);
+            while conn.out_pending > 0 && !conn.shut {
+                let n = conn.out_pending.min(self.buf.len() as u64) as usize;
+                fill_pattern(&mut self.buf[..n], conn.sent);
                 // The echo regenerates the pattern; bytes that failed verification are
                 // counted as such and the echo stays the pattern.
-                if let Ok(sent) = stack.tcp_send(conn.socket, &self.buf[..n]) {
-                    conn.echo_pending -= sent as u64;
-                    conn.echoed += sent as u64;
-                    self.report.count("bytes_echoed", sent as u64);
-                    acted |= sent > 0;
+                match stack.tcp_send(conn.socket, &self.buf[..n]) {
+                    Ok(sent) if sent > 0 => {
+                        conn.out_pending -= sent as u64;
+                        conn.sent += sent as u64;
+                        self.report.count("bytes_sent", sent as u64);
+                        acted = true;
+                    }
+                    _ => break,
                 }
+            }
+            if closing && conn.out_pending == 0 && !conn.shut {
+                let _ = stack.tcp_shutdown(conn.socket);
+                conn.shut = true;
+                acted = true;
             }
         }
         let mut still_open = Vec::with_capacity(self.conns.len());
@@ -639,11 +713,23 @@ impl App for TcpServer {
             }
         }
         self.conns = still_open;
+        // Remember that the scheduled times have been served, so they are not asked for again.
+        if reading {
+            self.read_from_us = 0;
+        }
+        if closing {
+            self.close_at_us = Some(0);
+        }
         acted
     }
 
     fn wake_at(&self) -> Option<u64> {
-        None
+        let read = (self.read_from_us > 0).then_some(self.read_from_us);
+        let close = self.close_at_us.filter(|&at| at > 0);
+        match (read, close) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn done(&self) -> bool {
@@ -667,7 +753,8 @@ struct TcpClient {
     target: SocketAddr,
     start_us: u64,
     send_bytes: u64,
-    expect_echo: bool,
+    /// Bytes to read (and verify) before finishing: the echo, the server's reply, or both.
+    expect_in: u64,
     keepalive_us: Option<u64>,
     hold_until_us: u64,
     finish: TcpFinish,
@@ -773,7 +860,7 @@ impl App for TcpClient {
             return acted;
         }
         let all_sent = self.sent == self.send_bytes;
-        let echo_in = !self.expect_echo || self.received >= self.send_bytes;
+        let echo_in = self.received >= self.expect_in;
         let established_once = !matches!(state, TcpState::SynSent | TcpState::SynReceived);
         if established_once
             && all_sent

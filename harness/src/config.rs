@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stack::MacAddr;
 
@@ -19,7 +20,7 @@ pub const MIN_IP_MTU_BYTES: u32 = 68;
 pub const MAX_IP_MTU_BYTES: u32 = 65_535 - 14;
 
 /// A whole simulated network and how long it may run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorldConfig {
     /// The run's root seed; every random stream is derived from it.
@@ -48,7 +49,7 @@ fn default_step_limit() -> u64 {
     100_000_000
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentKind {
     /// Every frame goes to every other port.
@@ -59,21 +60,21 @@ pub enum SegmentKind {
     PointToPoint,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentConfig {
     pub name: String,
     pub kind: SegmentKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StackKind {
     #[default]
     Smoltcp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CongestionControlConfig {
     #[default]
@@ -83,8 +84,11 @@ pub enum CongestionControlConfig {
 }
 
 /// An address with its prefix length, written `10.0.0.1/24` or `2001:db8::1/64`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix_len: u8,
@@ -124,7 +128,7 @@ impl From<Cidr> for String {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     pub name: String,
@@ -134,6 +138,7 @@ pub struct HostConfig {
     pub segment: String,
     /// Defaults to a locally administered address derived from the host's index.
     #[serde(default, with = "mac_serde")]
+    #[schemars(with = "Option<String>")]
     pub mac: Option<MacAddr>,
     #[serde(default)]
     pub ipv4: Option<Cidr>,
@@ -212,7 +217,7 @@ mod mac_serde {
 }
 
 /// The two directions of a host's attachment to its segment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
     /// Frames the host sends.
@@ -223,7 +228,9 @@ pub struct LinkConfig {
     pub from_segment: Impairments,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     ToSegment,
@@ -240,7 +247,7 @@ impl Direction {
 }
 
 /// How frames are lost.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossModel {
     #[default]
@@ -259,7 +266,7 @@ pub enum LossModel {
 /// What happens to frames in one direction of a link, applied in this fixed order: link
 /// state, MTU, loss, corruption, duplication, bandwidth and queue, latency and jitter,
 /// reordering.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Impairments {
     #[serde(default)]
@@ -297,16 +304,16 @@ impl Impairments {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Something that happens to the network at a given virtual time. In files it is one table:
+/// `at_us`, `action` and the action's own keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "EventEntry", into = "EventEntry")]
 pub struct ScheduledEvent {
     pub at_us: u64,
-    #[serde(flatten)]
     pub action: EventAction,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum EventAction {
     /// The host's link stops carrying frames in both directions.
     LinkDown {
@@ -332,7 +339,89 @@ pub enum EventAction {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The file form of [`ScheduledEvent`]: serde cannot reject unknown keys of a flattened
+/// enum, so every action carries its own `at_us` here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+enum EventEntry {
+    /// The host's link stops carrying frames in both directions.
+    LinkDown { at_us: u64, host: String },
+    /// The host's link carries frames again.
+    LinkUp { at_us: u64, host: String },
+    /// Hosts of a segment are split into groups that cannot reach one another; hosts not named
+    /// form one more group.
+    Partition {
+        at_us: u64,
+        segment: String,
+        groups: Vec<Vec<String>>,
+    },
+    /// Ends a partition of the segment.
+    Heal { at_us: u64, segment: String },
+    /// Replaces the impairments of one direction of a host's link.
+    SetImpairments {
+        at_us: u64,
+        host: String,
+        direction: Direction,
+        impairments: Impairments,
+    },
+}
+
+impl From<EventEntry> for ScheduledEvent {
+    fn from(entry: EventEntry) -> ScheduledEvent {
+        let (at_us, action) = match entry {
+            EventEntry::LinkDown { at_us, host } => (at_us, EventAction::LinkDown { host }),
+            EventEntry::LinkUp { at_us, host } => (at_us, EventAction::LinkUp { host }),
+            EventEntry::Partition {
+                at_us,
+                segment,
+                groups,
+            } => (at_us, EventAction::Partition { segment, groups }),
+            EventEntry::Heal { at_us, segment } => (at_us, EventAction::Heal { segment }),
+            EventEntry::SetImpairments {
+                at_us,
+                host,
+                direction,
+                impairments,
+            } => (
+                at_us,
+                EventAction::SetImpairments {
+                    host,
+                    direction,
+                    impairments,
+                },
+            ),
+        };
+        ScheduledEvent { at_us, action }
+    }
+}
+
+impl From<ScheduledEvent> for EventEntry {
+    fn from(event: ScheduledEvent) -> EventEntry {
+        let at_us = event.at_us;
+        match event.action {
+            EventAction::LinkDown { host } => EventEntry::LinkDown { at_us, host },
+            EventAction::LinkUp { host } => EventEntry::LinkUp { at_us, host },
+            EventAction::Partition { segment, groups } => EventEntry::Partition {
+                at_us,
+                segment,
+                groups,
+            },
+            EventAction::Heal { segment } => EventEntry::Heal { at_us, segment },
+            EventAction::SetImpairments {
+                host,
+                direction,
+                impairments,
+            } => EventEntry::SetImpairments {
+                at_us,
+                host,
+                direction,
+                impairments,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
     pub enabled: bool,
@@ -351,7 +440,9 @@ impl Default for CaptureConfig {
 }
 
 /// How much of the run is kept as trace events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceLevel {
     /// Only impairment decisions and run events.
@@ -470,6 +561,44 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Where a value sits in a configuration, as keys and array indices (`hosts[2].segment`), so
+/// that errors can be traced back to a line and column of the file it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<PathPart>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    pub fn key(&self, key: &str) -> KeyPath {
+        let mut parts = self.0.clone();
+        parts.push(PathPart::Key(key.to_string()));
+        KeyPath(parts)
+    }
+
+    pub fn index(&self, index: usize) -> KeyPath {
+        let mut parts = self.0.clone();
+        parts.push(PathPart::Index(index));
+        KeyPath(parts)
+    }
+}
+
+impl std::fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.0.iter().enumerate() {
+            match part {
+                PathPart::Key(key) if i == 0 => write!(f, "{key}")?,
+                PathPart::Key(key) => write!(f, ".{key}")?,
+                PathPart::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl WorldConfig {
     /// A world with no hosts yet, capture on, and the default limits.
     pub fn new(seed: u64) -> WorldConfig {
@@ -518,13 +647,23 @@ impl WorldConfig {
 
     /// Checks everything that can be wrong before a run starts; the first mistake is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_located().map_err(|(_, error)| error)
+    }
+
+    /// Like [`WorldConfig::validate`], and also says which value is wrong, so that a scenario
+    /// file can point at its line and column.
+    pub fn validate_located(&self) -> Result<(), (KeyPath, ConfigError)> {
+        let root = KeyPath::default();
         if self.hosts.is_empty() {
-            return Err(ConfigError::NoHosts);
+            return Err((root.key("hosts"), ConfigError::NoHosts));
         }
         let mut segment_names = BTreeSet::new();
-        for segment in &self.segments {
+        for (index, segment) in self.segments.iter().enumerate() {
             if !segment_names.insert(segment.name.as_str()) {
-                return Err(ConfigError::DuplicateSegment(segment.name.clone()));
+                return Err((
+                    root.key("segments").index(index).key("name"),
+                    ConfigError::DuplicateSegment(segment.name.clone()),
+                ));
             }
         }
         let mut host_names = BTreeSet::new();
@@ -532,119 +671,164 @@ impl WorldConfig {
         let mut addrs: BTreeMap<IpAddr, &str> = BTreeMap::new();
         let mut hosts_per_segment = vec![0usize; self.segments.len()];
         for (index, host) in self.hosts.iter().enumerate() {
+            let at = root.key("hosts").index(index);
             if !host_names.insert(host.name.as_str()) {
-                return Err(ConfigError::DuplicateHost(host.name.clone()));
+                return Err((
+                    at.key("name"),
+                    ConfigError::DuplicateHost(host.name.clone()),
+                ));
             }
             let segment = self.segment_index(&host.segment).ok_or_else(|| {
-                self.unknown_segment(format!("host `{}`", host.name), &host.segment)
+                (
+                    at.key("segment"),
+                    self.unknown_segment(format!("host `{}`", host.name), &host.segment),
+                )
             })?;
             hosts_per_segment[segment] += 1;
             let mac = self.host_mac(index);
             if mac.is_multicast() {
-                return Err(ConfigError::MulticastMac {
-                    host: host.name.clone(),
-                    mac,
-                });
+                return Err((
+                    at.key("mac"),
+                    ConfigError::MulticastMac {
+                        host: host.name.clone(),
+                        mac,
+                    },
+                ));
             }
             if let Some(first) = macs.insert(mac, &host.name) {
-                return Err(ConfigError::DuplicateMac {
-                    mac,
-                    first: first.to_string(),
-                    second: host.name.clone(),
-                });
+                return Err((
+                    at.key("mac"),
+                    ConfigError::DuplicateMac {
+                        mac,
+                        first: first.to_string(),
+                        second: host.name.clone(),
+                    },
+                ));
             }
             if host.ipv4.is_none() && host.ipv6.is_none() {
-                return Err(ConfigError::NoAddress(host.name.clone()));
+                return Err((at.clone(), ConfigError::NoAddress(host.name.clone())));
             }
             for (field, cidr, v4) in [("ipv4", host.ipv4, true), ("ipv6", host.ipv6, false)] {
                 let Some(cidr) = cidr else { continue };
                 if cidr.addr.is_ipv4() != v4 {
-                    return Err(ConfigError::WrongFamily {
-                        host: host.name.clone(),
-                        field,
-                        expected: if v4 { "IPv4" } else { "IPv6" },
-                        got: cidr.addr,
-                    });
+                    return Err((
+                        at.key(field),
+                        ConfigError::WrongFamily {
+                            host: host.name.clone(),
+                            field,
+                            expected: if v4 { "IPv4" } else { "IPv6" },
+                            got: cidr.addr,
+                        },
+                    ));
                 }
                 if let Some(first) = addrs.insert(cidr.addr, &host.name) {
-                    return Err(ConfigError::DuplicateAddress {
-                        addr: cidr.addr,
-                        first: first.to_string(),
-                        second: host.name.clone(),
-                    });
+                    return Err((
+                        at.key(field),
+                        ConfigError::DuplicateAddress {
+                            addr: cidr.addr,
+                            first: first.to_string(),
+                            second: host.name.clone(),
+                        },
+                    ));
                 }
             }
             check_mtu(
                 format!("host `{}` ip_mtu_bytes", host.name),
                 host.ip_mtu_bytes,
-            )?;
+            )
+            .map_err(|e| (at.key("ip_mtu_bytes"), e))?;
             if !(1024..=1 << 30).contains(&host.tcp_buffer_bytes) {
-                return Err(ConfigError::TcpBuffer {
-                    host: host.name.clone(),
-                    value: host.tcp_buffer_bytes,
-                });
+                return Err((
+                    at.key("tcp_buffer_bytes"),
+                    ConfigError::TcpBuffer {
+                        host: host.name.clone(),
+                        value: host.tcp_buffer_bytes,
+                    },
+                ));
             }
             for (direction, impairments) in [
                 (Direction::ToSegment, &host.link.to_segment),
                 (Direction::FromSegment, &host.link.from_segment),
             ] {
                 let field = format!("host `{}` link.{}", host.name, direction.name());
-                self.check_impairments(&field, impairments)?;
+                self.check_impairments(&field, impairments)
+                    .map_err(|e| (at.key("link").key(direction.name()), e))?;
             }
         }
-        for (segment, count) in self.segments.iter().zip(&hosts_per_segment) {
+        for (index, (segment, count)) in self.segments.iter().zip(&hosts_per_segment).enumerate() {
             if segment.kind == SegmentKind::PointToPoint && *count != 2 {
-                return Err(ConfigError::PointToPoint {
-                    segment: segment.name.clone(),
-                    hosts: *count,
-                });
+                return Err((
+                    root.key("segments").index(index).key("kind"),
+                    ConfigError::PointToPoint {
+                        segment: segment.name.clone(),
+                        hosts: *count,
+                    },
+                ));
             }
         }
-        for event in &self.events {
-            if event.at_us > self.time_limit_us {
-                return Err(ConfigError::EventAfterLimit {
+        for (index, event) in self.events.iter().enumerate() {
+            let at = root.key("events").index(index);
+            self.check_event(event)
+                .map_err(|(field, e)| (at.key(field), e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks one scheduled event; on a mistake, names the key that holds it.
+    fn check_event(&self, event: &ScheduledEvent) -> Result<(), (&'static str, ConfigError)> {
+        if event.at_us > self.time_limit_us {
+            return Err((
+                "at_us",
+                ConfigError::EventAfterLimit {
                     at_us: event.at_us,
                     time_limit_us: self.time_limit_us,
-                });
+                },
+            ));
+        }
+        let context = format!("the event at {} µs", event.at_us);
+        match &event.action {
+            EventAction::LinkDown { host } | EventAction::LinkUp { host } => {
+                self.host_index(host)
+                    .ok_or_else(|| ("host", self.unknown_host(context.clone(), host)))?;
             }
-            let context = format!("the event at {} µs", event.at_us);
-            match &event.action {
-                EventAction::LinkDown { host } | EventAction::LinkUp { host } => {
-                    self.host_index(host)
-                        .ok_or_else(|| self.unknown_host(context.clone(), host))?;
-                }
-                EventAction::SetImpairments {
-                    host, impairments, ..
-                } => {
-                    self.host_index(host)
-                        .ok_or_else(|| self.unknown_host(context.clone(), host))?;
-                    self.check_impairments(&format!("{context} impairments"), impairments)?;
-                }
-                EventAction::Heal { segment } => {
-                    self.segment_index(segment)
-                        .ok_or_else(|| self.unknown_segment(context.clone(), segment))?;
-                }
-                EventAction::Partition { segment, groups } => {
-                    self.segment_index(segment)
-                        .ok_or_else(|| self.unknown_segment(context.clone(), segment))?;
-                    let mut seen = BTreeSet::new();
-                    for name in groups.iter().flatten() {
-                        let index = self
-                            .host_index(name)
-                            .ok_or_else(|| self.unknown_host(context.clone(), name))?;
-                        if self.hosts[index].segment != *segment {
-                            return Err(ConfigError::PartitionForeignHost {
+            EventAction::SetImpairments {
+                host, impairments, ..
+            } => {
+                self.host_index(host)
+                    .ok_or_else(|| ("host", self.unknown_host(context.clone(), host)))?;
+                self.check_impairments(&format!("{context} impairments"), impairments)
+                    .map_err(|e| ("impairments", e))?;
+            }
+            EventAction::Heal { segment } => {
+                self.segment_index(segment)
+                    .ok_or_else(|| ("segment", self.unknown_segment(context.clone(), segment)))?;
+            }
+            EventAction::Partition { segment, groups } => {
+                self.segment_index(segment)
+                    .ok_or_else(|| ("segment", self.unknown_segment(context.clone(), segment)))?;
+                let mut seen = BTreeSet::new();
+                for name in groups.iter().flatten() {
+                    let index = self
+                        .host_index(name)
+                        .ok_or_else(|| ("groups", self.unknown_host(context.clone(), name)))?;
+                    if self.hosts[index].segment != *segment {
+                        return Err((
+                            "groups",
+                            ConfigError::PartitionForeignHost {
                                 host: name.clone(),
                                 segment: segment.clone(),
                                 at_us: event.at_us,
-                            });
-                        }
-                        if !seen.insert(name.as_str()) {
-                            return Err(ConfigError::PartitionOverlap {
+                            },
+                        ));
+                    }
+                    if !seen.insert(name.as_str()) {
+                        return Err((
+                            "groups",
+                            ConfigError::PartitionOverlap {
                                 host: name.clone(),
                                 at_us: event.at_us,
-                            });
-                        }
+                            },
+                        ));
                     }
                 }
             }

@@ -130,3 +130,99 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     drop(file);
     std::fs::rename(&tmp, path)
 }
+
+/// Where a scenario's goldens live: `golden/<name>.snap` for the reviewed snapshot, and one
+/// capture per segment, `golden/<name>.<ext>` when the scenario has one segment and
+/// `golden/<name>.<segment>.<ext>` when it has several.
+pub struct GoldenPaths {
+    pub snapshot: PathBuf,
+    /// `(segment, path)` in segment order.
+    pub captures: Vec<(String, PathBuf)>,
+}
+
+pub fn golden_paths(
+    golden_root: &Path,
+    scenario_name: &str,
+    segments: &[String],
+    extension: &str,
+) -> GoldenPaths {
+    let base = golden_root.join(scenario_name);
+    let with = |suffix: &str| {
+        let mut os = base.clone().into_os_string();
+        os.push(suffix);
+        PathBuf::from(os)
+    };
+    let captures = segments
+        .iter()
+        .map(|segment| {
+            let path = if segments.len() == 1 {
+                with(&format!(".{extension}"))
+            } else {
+                with(&format!(".{segment}.{extension}"))
+            };
+            (segment.clone(), path)
+        })
+        .collect();
+    GoldenPaths {
+        snapshot: with(".snap"),
+        captures,
+    }
+}
+
+/// The file insta reads for a snapshot with these contents, so that `--bless` and
+/// `cargo insta review` write the same thing.
+pub fn snapshot_file_text(contents: &str) -> String {
+    format!(
+        "---\nsource: harness/tests/scenarios.rs\nexpression: snapshot\n---\n{}\n",
+        contents.trim_end()
+    )
+}
+
+/// The contents of an insta snapshot file: what follows its metadata header.
+pub fn snapshot_contents(file_text: &str) -> Option<&str> {
+    let rest = file_text.strip_prefix("---\n")?;
+    let end = rest.find("\n---\n")?;
+    Some(&rest[end + 5..])
+}
+
+/// Compares a snapshot with the golden at `path`, the way insta does (trailing whitespace
+/// aside), and shows the first line that differs.
+pub fn compare_snapshot(path: &Path, actual: &str) -> Result<(), GoldenMismatch> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(GoldenMismatch::Missing(path.to_path_buf()))
+        }
+        Err(e) => {
+            return Err(GoldenMismatch::Broken {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    let expected = snapshot_contents(&text).ok_or_else(|| GoldenMismatch::Broken {
+        path: path.to_path_buf(),
+        reason: "it does not start with insta's `---` metadata header".to_string(),
+    })?;
+    let (expected, actual) = (expected.trim_end(), actual.trim_end());
+    if expected == actual {
+        return Ok(());
+    }
+    let mut detail = String::new();
+    let (mut e_lines, mut a_lines) = (expected.lines(), actual.lines());
+    for number in 1.. {
+        match (e_lines.next(), a_lines.next()) {
+            (Some(e), Some(a)) if e == a => continue,
+            (e, a) => {
+                let _ = writeln!(detail, "  first difference at line {number}");
+                let _ = writeln!(detail, "  golden: {}", e.unwrap_or("(end of snapshot)"));
+                let _ = writeln!(detail, "  actual: {}", a.unwrap_or("(end of snapshot)"));
+                break;
+            }
+        }
+    }
+    Err(GoldenMismatch::Differs {
+        path: path.to_path_buf(),
+        detail,
+    })
+}

@@ -2,13 +2,14 @@
 
 pub mod apps;
 pub mod capture;
+pub mod check;
 pub mod config;
 pub mod decode;
 pub mod golden;
 pub mod impair;
 pub mod library;
 pub mod oracle;
-pub mod scenario;
 pub mod rng;
+pub mod scenario;
 pub mod sim;
 pub mod trace;

@@ -53,6 +53,9 @@ pub fn tcp_transfer_apps(bytes: u64) -> Vec<AppConfig> {
             port: 5001,
             echo: false,
             backlog: 1,
+            reply_bytes: 0,
+            read_from_us: 0,
+            close_at_us: None,
         },
         AppConfig::TcpClient {
             host: "client".into(),
@@ -60,6 +63,7 @@ pub fn tcp_transfer_apps(bytes: u64) -> Vec<AppConfig> {
             start_us: 0,
             send_bytes: bytes,
             expect_echo: false,
+            expect_bytes: 0,
             keepalive_us: None,
             hold_until_us: None,
             finish: TcpFinish::Close,

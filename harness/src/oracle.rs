@@ -37,6 +37,15 @@ use crate::decode::{decode_frame, verify_checksums, ChecksumStatus};
 use crate::impair::Decision;
 use crate::trace::{format_time, Trace, TraceKind, TraceNames};
 
+/// The ids of the rules, as violations carry them and scenario `finding` checks name them.
+pub const RULES: [&str; 5] = [
+    "checksum",
+    "unowned-mac",
+    "tcp-ack-beyond-sent",
+    "tcp-beyond-window",
+    "tcp-retransmission-differs",
+];
+
 /// How many violations a run lists before it only counts them.
 pub const MAX_VIOLATIONS: usize = 100;
 

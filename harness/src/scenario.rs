@@ -1,1 +1,1161 @@
-//! Scenario files: TOML parsing with file:line:column errors, expansion into a world and its applications, and expectations.
+//! Scenario files: TOML parsing with file:line:column errors, expansion into a world and its applications, and the expectations a run is checked against.
+//!
+//! A scenario file is the unit users write. [`parse`] turns its text into a [`Scenario`]
+//! (a validated [`WorldConfig`], the applications and the expectations) or into one
+//! [`ScenarioError`] that points at the offending line and column and suggests a fix.
+//! Running and checking a scenario lives in [`crate::check`].
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::apps::AppConfig;
+use crate::config::{
+    closest, CaptureConfig, Cidr, HostConfig, KeyPath, PathPart, ScheduledEvent, SegmentConfig,
+    TraceLevel, WorldConfig,
+};
+
+/// The seed a scenario runs with when its file names none.
+pub const DEFAULT_SEED: u64 = 1;
+
+fn default_seed() -> u64 {
+    DEFAULT_SEED
+}
+
+fn default_time_limit_us() -> u64 {
+    60_000_000
+}
+
+/// The contents of one scenario file, as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The scenario's path under `scenarios/` without `.toml`, for example `tcp/handshake`.
+    pub name: String,
+    /// What the scenario shows, in sentences; findings against a stack are named here.
+    pub description: String,
+    /// Requirement IDs the scenario exercises, for example `rfc9293:MUST-8` or `rfc792:echo`.
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// The root seed; `--seed` and `--seeds` override it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The run fails with `TimeLimit` when virtual time would pass this.
+    #[serde(default = "default_time_limit_us")]
+    pub time_limit_us: u64,
+    /// The run fails with `StepLimit` after this many loop steps.
+    #[serde(default)]
+    pub step_limit: Option<u64>,
+    pub segments: Vec<SegmentConfig>,
+    #[serde(default)]
+    pub hosts: Vec<HostConfig>,
+    /// Many alike hosts at once: `count` hosts named `<prefix><n>` with consecutive addresses.
+    #[serde(default)]
+    pub host_groups: Vec<HostGroup>,
+    #[serde(default)]
+    pub events: Vec<ScheduledEvent>,
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
+    /// Applications; a `host` ending in `*` gives one application per host whose name starts
+    /// with what comes before the `*`.
+    pub apps: Vec<AppConfig>,
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+/// `count` hosts named `<prefix>1` ... `<prefix><count>`, addressed upwards from the first
+/// addresses given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostGroup {
+    pub prefix: String,
+    pub count: u32,
+    pub segment: String,
+    /// The first host's IPv4 address with its prefix length; the others count up from it.
+    #[serde(default)]
+    pub first_ipv4: Option<Cidr>,
+    #[serde(default)]
+    pub first_ipv6: Option<Cidr>,
+}
+
+/// At least one of the three bounds is given; all given must hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Bounds {
+    pub equals: Option<u64>,
+    pub at_least: Option<u64>,
+    pub at_most: Option<u64>,
+}
+
+impl Bounds {
+    pub fn holds(&self, value: u64) -> bool {
+        self.equals.is_none_or(|e| value == e)
+            && self.at_least.is_none_or(|l| value >= l)
+            && self.at_most.is_none_or(|m| value <= m)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.equals.is_none() && self.at_least.is_none() && self.at_most.is_none()
+    }
+}
+
+impl std::fmt::Display for Bounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(e) = self.equals {
+            parts.push(format!("exactly {e}"));
+        }
+        if let Some(l) = self.at_least {
+            parts.push(format!("at least {l}"));
+        }
+        if let Some(m) = self.at_most {
+            parts.push(format!("at most {m}"));
+        }
+        write!(f, "{}", parts.join(" and "))
+    }
+}
+
+/// Something the run must show. Application checks name the host (and, when the host runs
+/// several applications, the application's kind); packet checks look at every frame on every
+/// segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expectation {
+    /// A counter of an application's report (`replies_received`, `bytes_verified`, ...).
+    Counter {
+        host: String,
+        #[serde(default)]
+        app: Option<String>,
+        counter: String,
+        #[serde(default)]
+        equals: Option<u64>,
+        #[serde(default)]
+        at_least: Option<u64>,
+        #[serde(default)]
+        at_most: Option<u64>,
+    },
+    /// A TCP client's connection reached this state (RFC 9293 names: `ESTABLISHED`,
+    /// `TIME-WAIT`, ...), by `by_us` if given.
+    State {
+        host: String,
+        #[serde(default)]
+        app: Option<String>,
+        state: String,
+        #[serde(default)]
+        by_us: Option<u64>,
+    },
+    /// The application reported an error containing this text (`connection refused`,
+    /// `connection reset`, `connection timed out`), by `by_us` if given. Errors no `error`
+    /// check names fail the run.
+    Error {
+        host: String,
+        #[serde(default)]
+        app: Option<String>,
+        error: String,
+        #[serde(default)]
+        by_us: Option<u64>,
+    },
+    /// The application finished by this time.
+    Done {
+        host: String,
+        #[serde(default)]
+        app: Option<String>,
+        by_us: u64,
+    },
+    /// The number of frames on the wire that match.
+    Packets {
+        matching: PacketMatch,
+        #[serde(default)]
+        equals: Option<u64>,
+        #[serde(default)]
+        at_least: Option<u64>,
+        #[serde(default)]
+        at_most: Option<u64>,
+    },
+    /// Every frame that matches `matching` is followed, within `within_us`, by a frame that
+    /// matches `answer`; and there is at least one such frame.
+    Answered {
+        matching: PacketMatch,
+        answer: PacketMatch,
+        within_us: u64,
+    },
+    /// A known finding: the trace oracle `rule` fires this many times, because the stack breaks
+    /// `requirement`. Those violations are reported but do not fail the run; any other
+    /// violation still does.
+    Finding {
+        rule: String,
+        requirement: String,
+        #[serde(default)]
+        equals: Option<u64>,
+        #[serde(default)]
+        at_least: Option<u64>,
+        #[serde(default)]
+        at_most: Option<u64>,
+    },
+    /// Retransmissions back off: at least `at_least` frames match, and each interval between
+    /// consecutive ones is at least `min_growth` times the one before.
+    Backoff {
+        matching: PacketMatch,
+        #[serde(default = "default_backoff_count")]
+        at_least: u64,
+        #[serde(default = "default_min_growth")]
+        min_growth: f64,
+    },
+}
+
+fn default_backoff_count() -> u64 {
+    3
+}
+
+fn default_min_growth() -> f64 {
+    2.0
+}
+
+/// Selects frames; every field given must match, absent fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PacketMatch {
+    /// The sending host (by source MAC address).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The receiving host (by destination MAC address).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// 4 or 6.
+    #[serde(default)]
+    pub ip_version: Option<u8>,
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// The exact set of TCP flags, as letters: `S` SYN, `A` ACK, `F` FIN, `R` RST, `P` PSH,
+    /// `U` URG; for example `SA` for a SYN-ACK.
+    #[serde(default)]
+    pub tcp_flags: Option<String>,
+    #[serde(default)]
+    pub icmp: Option<IcmpKind>,
+    #[serde(default)]
+    pub arp: Option<ArpKind>,
+    #[serde(default)]
+    pub src_port: Option<u16>,
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+    /// True: only frames whose TCP or UDP segment carries data; false: only those that do not.
+    #[serde(default)]
+    pub payload: Option<bool>,
+    /// The exact number of TCP or UDP payload bytes (a zero-window probe carries 1).
+    #[serde(default)]
+    pub payload_bytes: Option<u32>,
+    /// The TCP window field as sent (before any window scaling).
+    #[serde(default)]
+    pub tcp_window: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Arp,
+    Icmp,
+    Icmpv6,
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IcmpKind {
+    EchoRequest,
+    EchoReply,
+    /// Any destination unreachable message.
+    Unreachable,
+    PortUnreachable,
+    /// ICMPv4 "fragmentation needed" or ICMPv6 "packet too big".
+    PacketTooBig,
+    NeighborSolicitation,
+    NeighborAdvertisement,
+    RouterSolicitation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArpKind {
+    Request,
+    Reply,
+}
+
+/// The counters each application kind reports, so that a misspelled counter is caught when
+/// the file is read rather than silently reading as zero.
+pub fn known_counters(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ping" => &["requests_sent", "replies_received", "unexpected_replies"],
+        "udp_echo_server" => &["datagrams_received", "datagrams_echoed"],
+        "udp_ping_pong" => &[
+            "datagrams_sent",
+            "round_trips",
+            "unexpected_datagrams",
+            "timeouts",
+        ],
+        "tcp_server" => &[
+            "connections_accepted",
+            "bytes_received",
+            "bytes_sent",
+            "bytes_verified",
+            "connections_closed",
+        ],
+        "tcp_client" => &["bytes_sent", "bytes_received", "bytes_verified"],
+        _ => &[],
+    }
+}
+
+const TCP_STATES: [&str; 11] = [
+    "CLOSED",
+    "LISTEN",
+    "SYN-SENT",
+    "SYN-RECEIVED",
+    "ESTABLISHED",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "CLOSE-WAIT",
+    "CLOSING",
+    "LAST-ACK",
+    "TIME-WAIT",
+];
+
+/// A scenario ready to run: its world, applications and expectations, all validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    /// The file it came from, as given to [`load`].
+    pub path: PathBuf,
+    pub description: String,
+    pub requirements: Vec<String>,
+    pub config: WorldConfig,
+    pub apps: Vec<AppConfig>,
+    pub expectations: Vec<Expectation>,
+    /// For each expectation that names an application, its index in `apps`.
+    pub expectation_apps: Vec<Option<usize>>,
+}
+
+/// A scenario file that cannot be used, with where and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error concerns the file as a whole.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The offending line, for display.
+    pub source_line: String,
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if !self.source_line.is_empty() {
+            let gutter = self.line.to_string().len();
+            write!(
+                f,
+                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {:>col$}",
+                "",
+                self.line,
+                self.source_line,
+                "",
+                "^",
+                col = self.column
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Byte offset to 1-based line and column (in characters).
+fn line_column(text: &str, offset: usize) -> (usize, usize, String) {
+    let offset = offset.min(text.len());
+    let offset = (0..=offset)
+        .rev()
+        .find(|&o| text.is_char_boundary(o))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    let source_line = text[line_start..]
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (line, column, source_line)
+}
+
+fn error_at(file: &Path, text: &str, offset: Option<usize>, message: String) -> ScenarioError {
+    match offset {
+        Some(offset) => {
+            let (line, column, source_line) = line_column(text, offset);
+            ScenarioError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message,
+                source_line,
+            }
+        }
+        None => ScenarioError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message,
+            source_line: String::new(),
+        },
+    }
+}
+
+/// The byte offset where the value at `path` starts, or where its nearest existing parent
+/// starts when the key itself is absent (a default was used).
+fn locate(text: &str, path: &KeyPath) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut span = root.span();
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    let mut table = Some(root.get_ref());
+    for part in &path.0 {
+        let next = match part {
+            PathPart::Key(key) => table.and_then(|t| t.get(key.as_str())),
+            PathPart::Index(index) => value.and_then(|v| v.as_array()).and_then(|a| a.get(*index)),
+        };
+        let Some(next) = next else { break };
+        span = next.span();
+        value = Some(next.get_ref());
+        table = next.get_ref().as_table();
+    }
+    Some(span.start)
+}
+
+/// Adds "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`" messages.
+fn with_suggestion(message: &str) -> String {
+    let first_line = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if !(first_line.starts_with("unknown field") || first_line.starts_with("unknown variant")) {
+        return first_line;
+    }
+    let quoted: Vec<&str> = first_line.split('`').skip(1).step_by(2).collect();
+    let Some((unknown, expected)) = quoted.split_first() else {
+        return first_line;
+    };
+    match closest(unknown, expected.iter().copied()) {
+        Some(guess) => format!("{first_line}; did you mean `{guess}`?"),
+        None => first_line,
+    }
+}
+
+/// Reads and parses the scenario file at `path`; `scenarios_root` is the folder whose
+/// relative paths name scenarios.
+pub fn load(path: &Path, scenarios_root: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        error_at(
+            path,
+            "",
+            None,
+            format!("cannot read the scenario file: {e}"),
+        )
+    })?;
+    let expected_name = scenario_name(path, scenarios_root);
+    parse(&text, path, expected_name.as_deref())
+}
+
+/// The name a file at `path` must declare: its path under the root, without `.toml`.
+pub fn scenario_name(path: &Path, scenarios_root: &Path) -> Option<String> {
+    let relative = path.strip_prefix(scenarios_root).ok()?;
+    let text = relative.with_extension("").to_str()?.replace('\\', "/");
+    Some(text)
+}
+
+/// Parses scenario `text` read from `file`. With `expected_name`, the declared name must
+/// match it.
+pub fn parse(
+    text: &str,
+    file: &Path,
+    expected_name: Option<&str>,
+) -> Result<Scenario, ScenarioError> {
+    let parsed: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        error_at(file, text, offset, with_suggestion(e.message()))
+    })?;
+    let at = |path: KeyPath, message: String| error_at(file, text, locate(text, &path), message);
+    let root = KeyPath::default();
+    if let Some(expected) = expected_name {
+        if parsed.name != expected {
+            return Err(at(
+                root.key("name"),
+                format!(
+                    "the scenario is called `{}` but its file says it is `{expected}`; \
+                     write name = \"{expected}\" (names follow the path under scenarios/)",
+                    parsed.name
+                ),
+            ));
+        }
+    }
+    let mut config = WorldConfig::new(parsed.seed);
+    config.time_limit_us = parsed.time_limit_us;
+    if let Some(steps) = parsed.step_limit {
+        config.step_limit = steps;
+    }
+    config.segments = parsed.segments.clone();
+    config.hosts = parsed.hosts.clone();
+    config.events = parsed.events.clone();
+    config.trace = TraceLevel::Frames;
+    if let Some(capture) = &parsed.capture {
+        config.capture = capture.clone();
+    }
+    // Where each host of the expanded world was written: its own table or its group.
+    let mut host_origin: Vec<KeyPath> = (0..parsed.hosts.len())
+        .map(|i| root.key("hosts").index(i))
+        .collect();
+    for (g, group) in parsed.host_groups.iter().enumerate() {
+        let group_path = root.key("host_groups").index(g);
+        if group.count == 0 || group.count > 100_000 {
+            return Err(at(
+                group_path.key("count"),
+                format!(
+                    "a host group needs between 1 and 100000 hosts, not {}",
+                    group.count
+                ),
+            ));
+        }
+        if group.first_ipv4.is_none() && group.first_ipv6.is_none() {
+            return Err(at(
+                group_path,
+                "a host group needs `first_ipv4` or `first_ipv6`".to_string(),
+            ));
+        }
+        for n in 0..group.count {
+            let mut host = HostConfig::new(format!("{}{}", group.prefix, n + 1), &group.segment);
+            host.ipv4 = match group.first_ipv4 {
+                Some(first) => Some(offset_cidr(first, n).ok_or_else(|| {
+                    at(
+                        group_path.key("first_ipv4"),
+                        format!(
+                            "{} hosts from {first:?} run past the end of the address space",
+                            group.count
+                        ),
+                    )
+                })?),
+                None => None,
+            };
+            host.ipv6 = match group.first_ipv6 {
+                Some(first) => Some(offset_cidr(first, n).ok_or_else(|| {
+                    at(
+                        group_path.key("first_ipv6"),
+                        format!(
+                            "{} hosts run past the end of the address space",
+                            group.count
+                        ),
+                    )
+                })?),
+                None => None,
+            };
+            config.hosts.push(host);
+            host_origin.push(group_path.clone());
+        }
+    }
+    config.validate_located().map_err(|(path, error)| {
+        // Errors about expanded hosts point at the table the host came from.
+        let path = match path.0.as_slice() {
+            [PathPart::Key(k), PathPart::Index(i), rest @ ..] if k == "hosts" => {
+                let origin = host_origin[*i].clone();
+                if *i < parsed.hosts.len() {
+                    KeyPath(origin.0.into_iter().chain(rest.iter().cloned()).collect())
+                } else {
+                    origin
+                }
+            }
+            _ => path,
+        };
+        at(path, error.to_string())
+    })?;
+
+    let host_names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    let unknown_host = |path: KeyPath, name: &str| {
+        let hint = closest(name, host_names.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        at(path, format!("there is no host called `{name}`{hint}"))
+    };
+    let mut apps = Vec::new();
+    for (i, app) in parsed.apps.iter().enumerate() {
+        let path = root.key("apps").index(i).key("host");
+        match app.host().strip_suffix('*') {
+            Some(prefix) => {
+                let matching: Vec<&str> = host_names
+                    .iter()
+                    .copied()
+                    .filter(|h| h.starts_with(prefix))
+                    .collect();
+                if matching.is_empty() {
+                    return Err(at(path, format!("no host name starts with `{prefix}`")));
+                }
+                for host in matching {
+                    let mut app = app.clone();
+                    *app.host_mut() = host.to_string();
+                    apps.push(app);
+                }
+            }
+            None => {
+                if !host_names.contains(&app.host()) {
+                    return Err(unknown_host(path, app.host()));
+                }
+                apps.push(app.clone());
+            }
+        }
+    }
+
+    let mut expectation_apps = Vec::new();
+    for (i, expectation) in parsed.expect.iter().enumerate() {
+        let path = root.key("expect").index(i);
+        let (host, kind) = match expectation {
+            Expectation::Counter { host, app, .. }
+            | Expectation::State { host, app, .. }
+            | Expectation::Error { host, app, .. }
+            | Expectation::Done { host, app, .. } => (Some(host), app.as_deref()),
+            _ => (None, None),
+        };
+        let app_index = match host {
+            Some(host) => {
+                if !host_names.contains(&host.as_str()) {
+                    return Err(unknown_host(path.key("host"), host));
+                }
+                let candidates: Vec<usize> = apps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.host() == host && kind.is_none_or(|k| a.kind_name() == k))
+                    .map(|(i, _)| i)
+                    .collect();
+                match candidates.as_slice() {
+                    [one] => Some(*one),
+                    [] => {
+                        return Err(at(
+                            path.key("host"),
+                            format!(
+                                "host `{host}` runs no {} application",
+                                kind.unwrap_or("such")
+                            ),
+                        ))
+                    }
+                    _ => {
+                        return Err(at(
+                            path.key("host"),
+                            format!(
+                                "host `{host}` runs several applications; add `app = \"<kind>\"` to say which"
+                            ),
+                        ))
+                    }
+                }
+            }
+            None => None,
+        };
+        check_expectation(expectation, app_index.map(|a| &apps[a]), &host_names)
+            .map_err(|(key, message)| at(path.key(key), message))?;
+        expectation_apps.push(app_index);
+    }
+
+    Ok(Scenario {
+        name: parsed.name,
+        path: file.to_path_buf(),
+        description: parsed.description,
+        requirements: parsed.requirements,
+        config,
+        apps,
+        expectations: parsed.expect,
+        expectation_apps,
+    })
+}
+
+fn offset_cidr(first: Cidr, n: u32) -> Option<Cidr> {
+    let addr = match first.addr {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).checked_add(n)?)),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).checked_add(u128::from(n))?)),
+    };
+    Some(Cidr {
+        addr,
+        prefix_len: first.prefix_len,
+    })
+}
+
+/// Checks what can be checked before the run; on a mistake, names the key.
+fn check_expectation(
+    expectation: &Expectation,
+    app: Option<&AppConfig>,
+    host_names: &[&str],
+) -> Result<(), (&'static str, String)> {
+    let bounds_given = |b: Bounds| {
+        if b.is_empty() {
+            Err((
+                "check",
+                "give at least one of `equals`, `at_least`, `at_most`".to_string(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match expectation {
+        Expectation::Counter {
+            counter,
+            equals,
+            at_least,
+            at_most,
+            ..
+        } => {
+            let kind = app.map_or("", |a| a.kind_name());
+            let known = known_counters(kind);
+            if !known.contains(&counter.as_str()) {
+                let hint = closest(counter, known.iter().copied())
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                return Err((
+                    "counter",
+                    format!(
+                        "a {kind} application has no counter `{counter}`; {hint}it counts: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            bounds_given(Bounds {
+                equals: *equals,
+                at_least: *at_least,
+                at_most: *at_most,
+            })
+        }
+        Expectation::State { state, .. } => {
+            if app.is_some_and(|a| a.kind_name() != "tcp_client") {
+                return Err((
+                    "host",
+                    "`state` checks apply to tcp_client applications".to_string(),
+                ));
+            }
+            if !TCP_STATES.contains(&state.as_str()) {
+                let hint = closest(&state.to_uppercase(), TCP_STATES)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(("state", format!("`{state}` is not a TCP state name{hint}")));
+            }
+            Ok(())
+        }
+        Expectation::Error { .. } | Expectation::Done { .. } => Ok(()),
+        Expectation::Packets {
+            matching,
+            equals,
+            at_least,
+            at_most,
+        } => {
+            check_match(matching, host_names).map_err(|m| ("matching", m))?;
+            bounds_given(Bounds {
+                equals: *equals,
+                at_least: *at_least,
+                at_most: *at_most,
+            })
+        }
+        Expectation::Answered {
+            matching, answer, ..
+        } => {
+            check_match(matching, host_names).map_err(|m| ("matching", m))?;
+            check_match(answer, host_names).map_err(|m| ("answer", m))
+        }
+        Expectation::Finding {
+            rule,
+            requirement,
+            equals,
+            at_least,
+            at_most,
+        } => {
+            if !crate::oracle::RULES.contains(&rule.as_str()) {
+                let hint = closest(rule, crate::oracle::RULES.iter().copied())
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                return Err((
+                    "rule",
+                    format!(
+                        "there is no oracle rule `{rule}`; {hint}the rules are: {}",
+                        crate::oracle::RULES.join(", ")
+                    ),
+                ));
+            }
+            if requirement.is_empty() {
+                return Err((
+                    "requirement",
+                    "name the requirement the finding breaks, like `rfc9293:3.10.8`".to_string(),
+                ));
+            }
+            bounds_given(Bounds {
+                equals: *equals,
+                at_least: *at_least,
+                at_most: *at_most,
+            })
+        }
+        Expectation::Backoff {
+            matching,
+            at_least,
+            min_growth,
+        } => {
+            check_match(matching, host_names).map_err(|m| ("matching", m))?;
+            if *at_least < 3 {
+                return Err((
+                    "at_least",
+                    "backoff needs at least 3 frames (two intervals to compare)".to_string(),
+                ));
+            }
+            if !(min_growth.is_finite() && *min_growth >= 1.0) {
+                return Err((
+                    "min_growth",
+                    format!("min_growth must be a number of at least 1, not {min_growth}"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_match(m: &PacketMatch, host_names: &[&str]) -> Result<(), String> {
+    for name in [&m.from, &m.to].into_iter().flatten() {
+        if !host_names.contains(&name.as_str()) {
+            let hint = closest(name, host_names.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(format!("there is no host called `{name}`{hint}"));
+        }
+    }
+    if let Some(flags) = &m.tcp_flags {
+        if let Some(bad) = flags.chars().find(|c| !"SAFRPU".contains(*c)) {
+            return Err(format!(
+                "`{bad}` is not a TCP flag letter; use S (SYN), A (ACK), F (FIN), R (RST), P (PSH), U (URG)"
+            ));
+        }
+    }
+    if let Some(v) = m.ip_version {
+        if v != 4 && v != 6 {
+            return Err(format!("ip_version is 4 or 6, not {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every scenario file under `root`, sorted by path so that runs list them in a fixed order.
+pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The JSON Schema of scenario files, as checked in at `scenarios/schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(ScenarioFile);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// One line per expectation, the way reports and snapshots show it.
+pub fn describe(expectation: &Expectation) -> String {
+    let mut out = String::new();
+    match expectation {
+        Expectation::Counter {
+            host,
+            app,
+            counter,
+            equals,
+            at_least,
+            at_most,
+        } => {
+            let _ = write!(
+                out,
+                "{}{} counter {counter} is {}",
+                host,
+                app.as_deref().map(|a| format!(" {a}")).unwrap_or_default(),
+                Bounds {
+                    equals: *equals,
+                    at_least: *at_least,
+                    at_most: *at_most
+                }
+            );
+        }
+        Expectation::State {
+            host, state, by_us, ..
+        } => {
+            let _ = write!(out, "{host} reaches {state}");
+            if let Some(by) = by_us {
+                let _ = write!(out, " by {by} µs");
+            }
+        }
+        Expectation::Error {
+            host, error, by_us, ..
+        } => {
+            let _ = write!(out, "{host} reports `{error}`");
+            if let Some(by) = by_us {
+                let _ = write!(out, " by {by} µs");
+            }
+        }
+        Expectation::Done { host, by_us, .. } => {
+            let _ = write!(out, "{host} finishes by {by_us} µs");
+        }
+        Expectation::Packets {
+            matching,
+            equals,
+            at_least,
+            at_most,
+        } => {
+            let _ = write!(
+                out,
+                "packets [{}] number {}",
+                describe_match(matching),
+                Bounds {
+                    equals: *equals,
+                    at_least: *at_least,
+                    at_most: *at_most
+                }
+            );
+        }
+        Expectation::Answered {
+            matching,
+            answer,
+            within_us,
+        } => {
+            let _ = write!(
+                out,
+                "every [{}] is answered by [{}] within {within_us} µs",
+                describe_match(matching),
+                describe_match(answer)
+            );
+        }
+        Expectation::Finding {
+            rule,
+            requirement,
+            equals,
+            at_least,
+            at_most,
+        } => {
+            let _ = write!(
+                out,
+                "known finding ({requirement}): oracle {rule} fires {}",
+                Bounds {
+                    equals: *equals,
+                    at_least: *at_least,
+                    at_most: *at_most
+                }
+            );
+        }
+        Expectation::Backoff {
+            matching,
+            at_least,
+            min_growth,
+        } => {
+            let _ = write!(
+                out,
+                "[{}] backs off: at least {at_least} frames, each interval at least {min_growth}x the previous",
+                describe_match(matching)
+            );
+        }
+    }
+    out
+}
+
+pub fn describe_match(m: &PacketMatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = &m.from {
+        parts.push(format!("from={v}"));
+    }
+    if let Some(v) = &m.to {
+        parts.push(format!("to={v}"));
+    }
+    if let Some(v) = m.ip_version {
+        parts.push(format!("ipv{v}"));
+    }
+    if let Some(v) = m.protocol {
+        parts.push(format!("{v:?}").to_lowercase());
+    }
+    if let Some(v) = &m.tcp_flags {
+        parts.push(format!("flags={v}"));
+    }
+    if let Some(v) = m.icmp {
+        parts.push(format!("icmp={v:?}"));
+    }
+    if let Some(v) = m.arp {
+        parts.push(format!("arp={v:?}"));
+    }
+    if let Some(v) = m.src_port {
+        parts.push(format!("sport={v}"));
+    }
+    if let Some(v) = m.dst_port {
+        parts.push(format!("dport={v}"));
+    }
+    if let Some(v) = m.payload {
+        parts.push(if v { "with-data" } else { "no-data" }.to_string());
+    }
+    if let Some(v) = m.payload_bytes {
+        parts.push(format!("len={v}"));
+    }
+    if let Some(v) = m.tcp_window {
+        parts.push(format!("win={v}"));
+    }
+    if parts.is_empty() {
+        "any".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t/ok"
+description = "two hosts"
+
+[[segments]]
+name = "lan"
+kind = "switch"
+
+[[hosts]]
+name = "client"
+segment = "lan"
+ipv4 = "10.0.0.1/24"
+
+[[hosts]]
+name = "server"
+segment = "lan"
+ipv4 = "10.0.0.2/24"
+
+[[apps]]
+kind = "ping"
+host = "client"
+target = "10.0.0.2"
+
+[[expect]]
+check = "counter"
+host = "client"
+counter = "replies_received"
+equals = 4
+"#;
+
+    fn err(text: &str) -> ScenarioError {
+        parse(text, Path::new("s.toml"), None).expect_err("the scenario is invalid")
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let s = parse(GOOD, Path::new("s.toml"), Some("t/ok")).expect("valid");
+        assert_eq!(s.config.hosts.len(), 2);
+        assert_eq!(s.apps.len(), 1);
+        assert_eq!(s.expectation_apps, vec![Some(0)]);
+    }
+
+    #[test]
+    fn unknown_keys_point_at_their_line_and_suggest() {
+        let e = err(&GOOD.replace("ipv4 = \"10.0.0.2/24\"", "ipv44 = \"10.0.0.2/24\""));
+        assert_eq!((e.line, e.column), (17, 1), "{e}");
+        assert!(e.message.contains("did you mean `ipv4`?"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelled_segment_is_located_and_suggested() {
+        let text = GOOD.replacen("segment = \"lan\"", "segment = \"lna\"", 1);
+        let e = err(&text);
+        assert_eq!((e.line, e.column), (11, 11), "{e}");
+        assert!(e.message.contains("did you mean `lan`?"), "{e}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("s.toml:11:11: "), "{shown}");
+        assert!(shown.contains("segment = \"lna\""), "{shown}");
+    }
+
+    #[test]
+    fn a_misspelled_app_host_is_located() {
+        let e = err(&GOOD.replace("host = \"client\"\ntarget", "host = \"clent\"\ntarget"));
+        assert_eq!(e.line, 21, "{e}");
+        assert!(e.message.contains("did you mean `client`?"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelled_counter_is_caught() {
+        let e = err(&GOOD.replace("replies_received", "replys_received"));
+        assert_eq!(e.line, 27, "{e}");
+        assert!(
+            e.message.contains("did you mean `replies_received`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_place() {
+        let e = err(&GOOD.replace("ipv4 = \"10.0.0.1/24\"", "ipv4 = \"10.0.0.1\""));
+        assert_eq!(e.line, 12, "{e}");
+        assert!(e.message.contains("prefix length"), "{e}");
+        let e = err(&GOOD.replace("10.0.0.2/24", "10.0.0.1/24"));
+        assert_eq!(e.line, 17, "{e}");
+        assert!(e.message.contains("both have address"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[[events]]\nat_us = 5\naction = \"link_down\"\nhost = \"sever\"\n"
+        ));
+        assert_eq!(e.line, 33, "{e}");
+        assert!(e.message.contains("did you mean `server`?"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_name_is_reported() {
+        let e = parse(GOOD, Path::new("s.toml"), Some("t/other")).expect_err("name differs");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn broken_toml_is_an_error_not_a_panic() {
+        for text in [
+            "name = ",
+            "[[hosts]\n",
+            "\u{0}",
+            "name = \"a\"\nname = \"b\"",
+            "",
+        ] {
+            let e = err(text);
+            assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn host_groups_expand_with_consecutive_addresses() {
+        let text = GOOD.replace(
+            "[[apps]]",
+            "[[host_groups]]\nprefix = \"h\"\ncount = 3\nsegment = \"lan\"\nfirst_ipv4 = \"10.0.1.254/16\"\n\n[[apps]]\nkind = \"ping\"\nhost = \"h*\"\ntarget = \"10.0.0.2\"\n\n[[apps]]",
+        );
+        let s = parse(&text, Path::new("s.toml"), None).expect("valid");
+        let names: Vec<&str> = s.config.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["client", "server", "h1", "h2", "h3"]);
+        assert_eq!(
+            s.config.hosts[4].ipv4.map(|c| c.addr.to_string()),
+            Some("10.0.2.0".to_string())
+        );
+        assert_eq!(s.apps.len(), 4);
+    }
+}

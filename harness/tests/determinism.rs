@@ -6,8 +6,7 @@ use harness::apps::AppConfig;
 use harness::config::{
     HostConfig, Impairments, LossModel, SegmentConfig, SegmentKind, WorldConfig,
 };
-use harness::golden::compare_capture;
-use harness::library::builtin;
+use harness::scenario::{discover, load, Scenario};
 use harness::sim::{run, RunOptions, RunReport};
 use proptest::prelude::*;
 use rayon::prelude::*;
@@ -24,36 +23,53 @@ fn fingerprint(report: &RunReport) -> (u64, Vec<Vec<u8>>) {
     )
 }
 
-fn run_builtin_with_threads(threads: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+/// Every scenario file of the library, parsed.
+fn library() -> Vec<Scenario> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    discover(&root)
+        .expect("the scenarios folder is readable")
+        .iter()
+        .map(|file| load(file, &root).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+fn run_library_with_threads(threads: usize, seed: u64) -> Vec<(u64, Vec<Vec<u8>>)> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
+    let scenarios = library();
     pool.install(|| {
-        builtin(11)
+        scenarios
             .par_iter()
-            .map(|s| fingerprint(&run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap()))
+            .map(|s| {
+                let mut config = s.config.clone();
+                config.seed = seed;
+                fingerprint(&run(config, &s.apps, &RunOptions::default()).unwrap())
+            })
             .collect()
     })
 }
 
 #[test]
 fn runs_are_identical_across_repeats_and_thread_counts() {
-    let one = run_builtin_with_threads(1);
-    let two = run_builtin_with_threads(2);
-    let again = run_builtin_with_threads(2);
+    let one = run_library_with_threads(1, 11);
+    let two = run_library_with_threads(2, 11);
+    let again = run_library_with_threads(2, 11);
     assert_eq!(one, two);
     assert_eq!(two, again);
 }
 
 #[test]
 fn another_seed_changes_what_is_random() {
+    let scenario = library()
+        .into_iter()
+        .find(|s| s.name == "tcp/bulk_loss_1pct")
+        .expect("the library has tcp/bulk_loss_1pct");
     let hash = |seed| {
-        let s = builtin(seed)
-            .into_iter()
-            .find(|r| r.name == "tcp/transfer_256k_loss_2pct")
-            .unwrap();
-        run(s.config, &s.apps, &RunOptions::default())
+        let mut config = scenario.config.clone();
+        config.seed = seed;
+        run(config, &scenario.apps, &RunOptions::default())
             .unwrap()
             .trace_hash()
     };
@@ -61,30 +77,9 @@ fn another_seed_changes_what_is_random() {
     assert_eq!(hash(2), hash(2));
 }
 
-#[test]
-fn captures_match_the_goldens_byte_for_byte() {
-    // `cargo test` builds in debug and `cargo xtask scenarios` in its own profile; both compare
-    // with the same goldens, which is how a difference between build profiles would show.
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden");
-    let mut problems = Vec::new();
-    for scenario in builtin(1) {
-        let report = run(
-            scenario.config.clone(),
-            &scenario.apps,
-            &RunOptions::default(),
-        )
-        .unwrap();
-        for capture in &report.captures {
-            let path = golden
-                .join(scenario.name)
-                .join(format!("{}.pcapng", capture.segment));
-            if let Err(mismatch) = compare_capture(&path, capture.bytes.as_ref().unwrap()) {
-                problems.push(format!("{}: {mismatch}", scenario.name));
-            }
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
+// Byte-for-byte comparison with the goldens, which is how a difference between build
+// profiles shows (`cargo test` builds in debug, `cargo xtask scenarios` in its own profile),
+// lives in tests/scenarios.rs.
 
 fn impairments() -> impl Strategy<Value = Impairments> {
     (
@@ -149,6 +144,9 @@ fn world() -> impl Strategy<Value = (WorldConfig, Vec<AppConfig>)> {
                     port: 80,
                     echo: true,
                     backlog: 2,
+                    reply_bytes: 0,
+                    read_from_us: 0,
+                    close_at_us: None,
                 },
                 AppConfig::UdpEchoServer {
                     host: "n0".into(),
@@ -162,6 +160,7 @@ fn world() -> impl Strategy<Value = (WorldConfig, Vec<AppConfig>)> {
                     start_us: i as u64 * 300,
                     send_bytes: bytes,
                     expect_echo: true,
+                    expect_bytes: 0,
                     keepalive_us: None,
                     hold_until_us: None,
                     finish: harness::apps::TcpFinish::Close,

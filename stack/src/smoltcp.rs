@@ -334,6 +334,14 @@ impl SmoltcpStack {
 
     /// Notes state changes of the application's TCP connections, so that `tcp_end` can say why
     /// a connection closed, and retires released sockets that have finished closing.
+    /// True while the application holds a TCP connection that has not closed yet.
+    fn tcp_open_connections(&self) -> bool {
+        self.entries
+            .iter()
+            .flatten()
+            .any(|e| matches!(e, Entry::Tcp(conn) if conn.last_state != TcpState::Closed))
+    }
+
     fn track_tcp_states(&mut self) {
         for entry in self.entries.iter_mut().flatten() {
             let Entry::Tcp(conn) = entry else { continue };
@@ -423,7 +431,13 @@ impl Stack for SmoltcpStack {
             .poll(to_instant(now_us), &mut self.device, &mut self.sockets);
         std::mem::swap(&mut self.device.tx, egress);
         let changed = result == smoltcp::iface::PollResult::SocketStateChanged;
-        if changed || !self.resets_seen.is_empty() || !self.closing.is_empty() {
+        // Timeouts close sockets on the egress path, which `PollResult` does not report, so
+        // open connections are looked at on every poll.
+        if changed
+            || !self.resets_seen.is_empty()
+            || self.tcp_open_connections()
+            || !self.closing.is_empty()
+        {
             self.track_tcp_states();
         }
         changed

@@ -421,6 +421,9 @@ fn idle_keepalive() -> anyhow::Result<Value> {
             port: 5001,
             echo: false,
             backlog: 1,
+            reply_bytes: 0,
+            read_from_us: 0,
+            close_at_us: None,
         },
         AppConfig::TcpClient {
             host: "client".into(),
@@ -428,6 +431,7 @@ fn idle_keepalive() -> anyhow::Result<Value> {
             start_us: 0,
             send_bytes: 0,
             expect_echo: false,
+            expect_bytes: 0,
             keepalive_us: Some(75_000_000),
             hold_until_us: Some(hour_us),
             finish: TcpFinish::Close,

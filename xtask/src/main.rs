@@ -20,14 +20,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every scenario, write captures and traces, compare with the goldens.
+    /// Run the scenario files, write captures, traces and snapshots, compare with the goldens.
     Scenarios {
         /// Only scenarios whose name contains this.
         #[arg(long)]
         filter: Option<String>,
-        /// Override every scenario's seed.
+        /// Run with this seed instead of each scenario's own (goldens are compared only at a
+        /// scenario's own seed).
         #[arg(long)]
         seed: Option<u64>,
+        /// Run each scenario with this many consecutive seeds, from --seed or its own, checking
+        /// expectations and oracles on every one.
+        #[arg(long)]
+        seeds: Option<u64>,
         /// Worker threads (the output is the same for any number).
         #[arg(long)]
         jobs: Option<usize>,
@@ -50,6 +55,8 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Regenerate scenarios/schema.json, the JSON Schema of scenario files, from the types.
+    Schema,
     /// Internal: run one benchmark workload in this process and print its figures as JSON.
     #[command(hide = true)]
     BenchOne { name: String, scale: u64 },
@@ -61,12 +68,14 @@ fn main() -> ExitCode {
         Command::Scenarios {
             filter,
             seed,
+            seeds,
             jobs,
             out,
             bless,
         } => scenarios::run(scenarios::Options {
             filter,
             seed,
+            seeds,
             jobs,
             out,
             bless,
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
             quick,
             filter,
         } => bench::run(json, quick, filter).map(|()| ExitCode::SUCCESS),
+        Command::Schema => scenarios::write_schema().map(|()| ExitCode::SUCCESS),
         Command::BenchOne { name, scale } => {
             bench::run_one(&name, scale).map(|()| ExitCode::SUCCESS)
         }

@@ -1,28 +1,30 @@
-//! `cargo xtask scenarios`: runs the library in parallel, writes captures, traces and a JSON summary, and compares captures with the goldens.
+//! `cargo xtask scenarios`: runs the scenario files in parallel, writes captures, traces, snapshots and a JSON summary, and compares them with the goldens.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use harness::golden::{compare_capture, write_atomic};
-use harness::library::{builtin, NamedRun};
-use harness::sim::{run as run_world, RunOptions};
+use harness::check::{check, Checked, ExpectationResult};
+use harness::golden::{
+    compare_capture, compare_snapshot, golden_paths, snapshot_file_text, write_atomic,
+};
+use harness::scenario::{discover, load, Scenario};
+use harness::sim::RunOptions;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
 pub struct Options {
     pub filter: Option<String>,
     pub seed: Option<u64>,
+    pub seeds: Option<u64>,
     pub jobs: Option<usize>,
     pub out: PathBuf,
     pub bless: bool,
 }
 
-/// The seed scenarios run with unless `--seed` says otherwise.
-const DEFAULT_SEED: u64 = 1;
-
 #[derive(Serialize)]
-struct ScenarioResult {
+struct RunSummary {
     name: String,
     seed: u64,
     passed: bool,
@@ -32,132 +34,295 @@ struct ScenarioResult {
     frames_emitted: u64,
     frames_delivered: u64,
     trace_hash: String,
+    expectations: Vec<ExpectationResult>,
     apps: Vec<harness::apps::AppReport>,
 }
 
-fn golden_root() -> PathBuf {
-    // xtask runs from anywhere inside the workspace; the goldens live at its root.
+#[derive(Serialize)]
+struct Summary {
+    scenarios: usize,
+    runs: usize,
+    passed: usize,
+    failed: usize,
+    blessed: Vec<String>,
+    results: Vec<RunSummary>,
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask runs from anywhere inside the workspace; scenarios and goldens live at its root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives inside the workspace")
-        .join("golden")
+        .to_path_buf()
 }
 
+/// Reads every scenario file; all errors are reported, not just the first.
+pub fn load_all(root: &Path) -> Result<Vec<Scenario>, Vec<String>> {
+    let scenarios_root = root.join("scenarios");
+    let files = discover(&scenarios_root)
+        .map_err(|e| vec![format!("cannot list {}: {e}", scenarios_root.display())])?;
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let shown = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+        match load(&file, &scenarios_root) {
+            Ok(mut s) => {
+                s.path = shown;
+                scenarios.push(s);
+            }
+            Err(mut e) => {
+                e.file = shown;
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
+}
+
+/// One run's result, plus what was blessed.
+struct Judged {
+    summary: RunSummary,
+    blessed: Vec<String>,
+}
+
+fn reproduce(name: &str, seed: u64) -> String {
+    format!("cargo xtask scenarios --filter {name} --seed {seed}")
+}
+
+/// Runs one scenario at one seed. Goldens are compared (or blessed) only at the scenario's
+/// own seed, the one they were recorded with.
 fn run_one(
-    scenario: &NamedRun,
+    scenario: &Scenario,
     seed: u64,
     out: &Path,
     bless: bool,
-) -> anyhow::Result<ScenarioResult> {
-    let mut config = scenario.config.clone();
-    config.seed = seed;
-    let report = run_world(config, &scenario.apps, &RunOptions::default())
+    write_artifacts: bool,
+) -> anyhow::Result<Judged> {
+    let checked: Checked = check(scenario, seed, &RunOptions::default())
         .with_context(|| format!("scenario {}", scenario.name))?;
-    let dir = out.join(scenario.name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut problems = Vec::new();
-    if !report.outcome.is_success() {
-        problems.push(format!("run {}", report.outcome));
+    let mut problems = checked.problems.clone();
+    let mut blessed = Vec::new();
+    let snapshot = checked.snapshot();
+    let at_golden_seed = seed == scenario.config.seed;
+    let segments: Vec<String> = checked
+        .report
+        .captures
+        .iter()
+        .map(|c| c.segment.clone())
+        .collect();
+    let extension = match scenario.config.capture.format {
+        harness::capture::CaptureFormat::Pcap => "pcap",
+        harness::capture::CaptureFormat::Pcapng => "pcapng",
+    };
+    let golden = golden_paths(
+        &workspace_root().join("golden"),
+        &scenario.name,
+        &segments,
+        extension,
+    );
+    let dir = if at_golden_seed {
+        out.join(&scenario.name)
+    } else {
+        out.join(&scenario.name).join(format!("seed-{seed}"))
+    };
+    if write_artifacts || !checked.passed() {
+        write_atomic(
+            &dir.join("trace.txt"),
+            checked.report.trace_text().as_bytes(),
+        )?;
+        write_atomic(&dir.join("snapshot.txt"), snapshot.as_bytes())?;
     }
-    for app in &report.apps {
-        for (time, error) in &app.errors {
-            problems.push(format!(
-                "{} on {} at {time} µs: {error}",
-                app.kind, app.host
-            ));
-        }
-    }
-    let trace = report.trace_text();
-    write_atomic(&dir.join("trace.txt"), trace.as_bytes())?;
-    for capture in &report.captures {
+    for (capture, (segment, golden_path)) in checked.report.captures.iter().zip(&golden.captures) {
         let Some(bytes) = &capture.bytes else {
             continue;
         };
-        let file = format!("{}.pcapng", capture.segment);
-        write_atomic(&dir.join(&file), bytes)?;
-        let golden = golden_root().join(scenario.name).join(&file);
+        if write_artifacts || !checked.passed() {
+            write_atomic(&dir.join(format!("{segment}.{extension}")), bytes)?;
+        }
+        if !at_golden_seed {
+            continue;
+        }
         if bless {
-            if std::fs::read(&golden).ok().as_deref() != Some(&bytes[..]) {
-                write_atomic(&golden, bytes)
-                    .with_context(|| format!("blessing {}", golden.display()))?;
+            if std::fs::read(golden_path).ok().as_deref() != Some(&bytes[..]) {
+                write_atomic(golden_path, bytes)
+                    .with_context(|| format!("blessing {}", golden_path.display()))?;
+                blessed.push(golden_path.display().to_string());
             }
-        } else if seed == DEFAULT_SEED {
-            if let Err(mismatch) = compare_capture(&golden, bytes) {
-                problems.push(format!(
-                    "{mismatch}\n  reproduce: cargo xtask scenarios --filter {} --seed {seed}",
-                    scenario.name
-                ));
-            }
+        } else if let Err(mismatch) = compare_capture(golden_path, bytes) {
+            problems.push(format!(
+                "{mismatch}\n  reproduce: {}",
+                reproduce(&scenario.name, seed)
+            ));
         }
     }
-    Ok(ScenarioResult {
-        name: scenario.name.to_string(),
-        seed,
-        passed: problems.is_empty(),
-        outcome: report.outcome.to_string(),
-        problems,
-        end_time_us: report.stats.end_time_us,
-        frames_emitted: report.stats.frames_emitted,
-        frames_delivered: report.stats.frames_delivered,
-        trace_hash: format!("{:016x}", report.trace_hash()),
-        apps: report.apps.clone(),
+    if at_golden_seed {
+        if bless {
+            let text = snapshot_file_text(&snapshot);
+            if std::fs::read_to_string(&golden.snapshot).ok().as_deref() != Some(&text[..]) {
+                write_atomic(&golden.snapshot, text.as_bytes())
+                    .with_context(|| format!("blessing {}", golden.snapshot.display()))?;
+                blessed.push(golden.snapshot.display().to_string());
+            }
+        } else if let Err(mismatch) = compare_snapshot(&golden.snapshot, &snapshot) {
+            problems.push(format!(
+                "snapshot {mismatch}\n  review: cargo insta review (after cargo test), or bless: cargo xtask scenarios --filter {} --bless",
+                scenario.name
+            ));
+        }
+    }
+    if !checked.passed() {
+        problems.push(format!("reproduce: {}", reproduce(&scenario.name, seed)));
+    }
+    Ok(Judged {
+        summary: RunSummary {
+            name: scenario.name.clone(),
+            seed,
+            passed: problems.is_empty(),
+            outcome: checked.report.outcome.to_string(),
+            problems,
+            end_time_us: checked.report.stats.end_time_us,
+            frames_emitted: checked.report.stats.frames_emitted,
+            frames_delivered: checked.report.stats.frames_delivered,
+            trace_hash: format!("{:016x}", checked.report.trace_hash()),
+            expectations: checked.expectations.clone(),
+            apps: checked.report.apps.clone(),
+        },
+        blessed,
     })
 }
 
 pub fn run(options: Options) -> anyhow::Result<ExitCode> {
-    let seed = options.seed.unwrap_or(DEFAULT_SEED);
-    let scenarios: Vec<NamedRun> = builtin(seed)
+    let root = workspace_root();
+    let scenarios = match load_all(&root) {
+        Ok(s) => s,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}\n");
+            }
+            eprintln!("{} scenario file(s) could not be read", errors.len());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let scenarios: Vec<Scenario> = scenarios
         .into_iter()
         .filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f)))
         .collect();
     if scenarios.is_empty() {
-        anyhow::bail!(
-            "no scenario matches the filter {:?}",
+        eprintln!(
+            "error: no scenario matches the filter {:?}; scenario names are paths under scenarios/, like tcp/handshake",
             options.filter.unwrap_or_default()
         );
+        return Ok(ExitCode::from(2));
+    }
+    let seeds = options.seeds.unwrap_or(1);
+    if seeds == 0 {
+        eprintln!("error: --seeds must be at least 1");
+        return Ok(ExitCode::from(2));
+    }
+    if options.bless && (seeds > 1 || options.seed.is_some()) {
+        eprintln!("error: --bless records goldens at each scenario's own seed; leave out --seed and --seeds");
+        return Ok(ExitCode::from(2));
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs.unwrap_or(0))
         .build()
         .context("starting the worker threads")?;
-    let results: Vec<anyhow::Result<ScenarioResult>> = pool.install(|| {
-        scenarios
-            .par_iter()
-            .map(|s| run_one(s, seed, &options.out, options.bless))
+    let jobs: Vec<(&Scenario, u64)> = scenarios
+        .iter()
+        .flat_map(|s| {
+            let base = options.seed.unwrap_or(s.config.seed);
+            (0..seeds).map(move |i| (s, base.wrapping_add(i)))
+        })
+        .collect();
+    let progress = if seeds > 1 {
+        let bar = ProgressBar::new(jobs.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {per_sec}, {eta} left")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        if std::env::var_os("CI").is_some() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let write_artifacts = seeds == 1;
+    let results: Vec<anyhow::Result<Judged>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|(s, seed)| {
+                let result = run_one(s, *seed, &options.out, options.bless, write_artifacts);
+                progress.inc(1);
+                result
+            })
             .collect()
     });
-    let mut summary = Vec::new();
-    let mut failed = 0;
+    progress.finish_and_clear();
+    let mut summary = Summary {
+        scenarios: scenarios.len(),
+        runs: 0,
+        passed: 0,
+        failed: 0,
+        blessed: Vec::new(),
+        results: Vec::new(),
+    };
     for result in results {
-        let result = result?;
-        let mark = if result.passed { "ok  " } else { "FAIL" };
-        println!(
-            "{mark} {:<40} {:>10} µs {:>7} frames  trace {}",
-            result.name, result.end_time_us, result.frames_emitted, result.trace_hash
-        );
-        for problem in &result.problems {
-            println!("     {}", problem.replace('\n', "\n     "));
+        let judged = result?;
+        let r = judged.summary;
+        summary.runs += 1;
+        if r.passed {
+            summary.passed += 1;
+        } else {
+            summary.failed += 1;
         }
-        failed += usize::from(!result.passed);
-        summary.push(result);
+        summary.blessed.extend(judged.blessed);
+        // A sweep prints only what failed; a single run prints every scenario.
+        if seeds == 1 || !r.passed {
+            let mark = if r.passed { "ok  " } else { "FAIL" };
+            println!(
+                "{mark} {:<44} seed {:<6} {:>12} µs {:>7} frames  trace {}",
+                r.name, r.seed, r.end_time_us, r.frames_emitted, r.trace_hash
+            );
+            for problem in &r.problems {
+                println!("     {}", problem.replace('\n', "\n     "));
+            }
+        }
+        summary.results.push(r);
+    }
+    for path in &summary.blessed {
+        println!("blessed {path}");
     }
     let json = serde_json::to_vec_pretty(&summary)?;
     write_atomic(&options.out.join("summary.json"), &json)?;
     println!(
-        "{} scenarios: {} passed, {} failed{}; output in {}",
-        summary.len(),
-        summary.len() - failed,
-        failed,
+        "{} scenarios, {} runs: {} passed, {} failed{}; output in {}",
+        summary.scenarios,
+        summary.runs,
+        summary.passed,
+        summary.failed,
         if options.bless {
-            " (goldens blessed)"
+            format!(" ({} golden files written)", summary.blessed.len())
         } else {
-            ""
+            String::new()
         },
         options.out.display()
     );
-    Ok(if failed == 0 {
+    Ok(if summary.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Writes the scenario files' JSON Schema where editors and the tidy test find it.
+pub fn write_schema() -> anyhow::Result<()> {
+    let path = workspace_root().join("scenarios/schema.json");
+    write_atomic(&path, harness::scenario::json_schema().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
