@@ -655,8 +655,11 @@ impl App for TcpServer {
                         Ok(0) => break,
                         Ok(n) => {
                             let good = pattern_matches(&self.buf[..n], conn.received);
+                            // Counted as it arrives: a run may end (every client done) while
+                            // this side still waits for the last ACK of its FIN.
                             if conn.verified == conn.received {
                                 conn.verified += good as u64;
+                                self.report.count("bytes_verified", good as u64);
                             }
                             conn.received += n as u64;
                             if self.echo {
@@ -702,7 +705,6 @@ impl App for TcpServer {
         for conn in self.conns.drain(..) {
             let state = stack.tcp_state(conn.socket).unwrap_or(TcpState::Closed);
             if matches!(state, TcpState::Closed | TcpState::TimeWait) {
-                self.report.count("bytes_verified", conn.verified);
                 if let Ok(Some(end)) = stack.tcp_end(conn.socket) {
                     self.report.error(now_us, end_message(end).to_string());
                 }

@@ -89,6 +89,15 @@ struct Judged {
     blessed: Vec<String>,
 }
 
+/// A path as the user knows it: relative to the workspace.
+fn shown(path: &Path) -> String {
+    let root = workspace_root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 fn reproduce(name: &str, seed: u64) -> String {
     format!("cargo xtask scenarios --filter {name} --seed {seed}")
 }
@@ -150,7 +159,7 @@ fn run_one(
             if std::fs::read(golden_path).ok().as_deref() != Some(&bytes[..]) {
                 write_atomic(golden_path, bytes)
                     .with_context(|| format!("blessing {}", golden_path.display()))?;
-                blessed.push(golden_path.display().to_string());
+                blessed.push(shown(golden_path));
             }
         } else if let Err(mismatch) = compare_capture(golden_path, bytes) {
             problems.push(format!(
@@ -165,7 +174,7 @@ fn run_one(
             if std::fs::read_to_string(&golden.snapshot).ok().as_deref() != Some(&text[..]) {
                 write_atomic(&golden.snapshot, text.as_bytes())
                     .with_context(|| format!("blessing {}", golden.snapshot.display()))?;
-                blessed.push(golden.snapshot.display().to_string());
+                blessed.push(shown(&golden.snapshot));
             }
         } else if let Err(mismatch) = compare_snapshot(&golden.snapshot, &snapshot) {
             problems.push(format!(
