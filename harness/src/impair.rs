@@ -94,6 +94,11 @@ pub struct LinkPipeline {
     config: Impairments,
     /// Nothing to decide: every frame arrives after `latency_us`, untouched.
     transparent_latency: bool,
+    /// Configured, but unable to change anything beyond the constant latency: every rule
+    /// that would draw has probability zero, and there is no bandwidth or jitter. Such a
+    /// link draws nothing and decides nothing, so a short path that keeps the MTU check and
+    /// the arrival order gives the same results as the full pipeline.
+    passing: bool,
     loss_threshold: u64,
     duplicate_threshold: u64,
     reorder_threshold: u64,
@@ -116,6 +121,7 @@ impl LinkPipeline {
         let mut pipeline = LinkPipeline {
             config: Impairments::default(),
             transparent_latency: true,
+            passing: true,
             loss_threshold: 0,
             duplicate_threshold: 0,
             reorder_threshold: 0,
@@ -168,6 +174,18 @@ impl LinkPipeline {
         self.duplicate_threshold = probability_threshold(config.duplicate_probability);
         self.reorder_threshold = probability_threshold(config.reorder_probability);
         self.corrupt_threshold = probability_threshold(config.corrupt_probability);
+        // Gilbert-Elliott moves between its states with draws even when it cannot lose.
+        let loss_draws = match config.loss {
+            LossModel::None => false,
+            LossModel::Independent { .. } => self.loss_threshold != 0,
+            LossModel::GilbertElliott { .. } => true,
+        };
+        self.passing = !loss_draws
+            && self.corrupt_threshold == 0
+            && self.duplicate_threshold == 0
+            && self.reorder_threshold == 0
+            && config.bandwidth_bits_per_s.is_none()
+            && config.jitter_us == 0;
         self.config = config;
     }
 
@@ -193,6 +211,16 @@ impl LinkPipeline {
                 decisions.push(Decision::Dropped(DropReason::Mtu));
                 return Verdict::default();
             }
+        }
+        if self.passing {
+            // What `schedule` does when nothing draws: latency, and order kept.
+            let arrival_us = now_us
+                .saturating_add(self.config.latency_us)
+                .max(self.last_arrival_us);
+            self.last_arrival_us = arrival_us;
+            return Verdict {
+                arrivals_us: [Some(arrival_us), None],
+            };
         }
         if self.lose() {
             decisions.push(Decision::Dropped(DropReason::Loss));
@@ -350,6 +378,45 @@ mod tests {
         let v = p.process(1000, &mut ipv4_frame(100), &mut d);
         assert_eq!(v.arrivals_us, [Some(1250), None]);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn the_short_path_of_a_passing_link_matches_the_full_pipeline() {
+        let passing = Impairments {
+            latency_us: 300,
+            mtu_bytes: Some(1000),
+            loss: LossModel::Independent { probability: 0.0 },
+            duplicate_probability: 0.0,
+            reorder_delay_us: 50,
+            ..Impairments::default()
+        };
+        let jittery = Impairments {
+            jitter_us: 900,
+            ..passing.clone()
+        };
+        let mut short = pipeline(jittery.clone());
+        let mut full = pipeline(jittery.clone());
+        assert!(!short.passing);
+        let mut times = SimRng::from_seed(7);
+        let mut now = 0;
+        for step in 0..400 {
+            if step % 100 == 50 {
+                short.set_config(passing.clone());
+                full.set_config(passing.clone());
+                assert!(short.passing);
+                full.passing = false;
+            } else if step % 100 == 0 {
+                short.set_config(jittery.clone());
+                full.set_config(jittery.clone());
+            }
+            now += times.below(200);
+            let len = 60 + times.below(1100) as usize;
+            let (mut ds, mut df) = (Vec::new(), Vec::new());
+            let vs = short.process(now, &mut ipv4_frame(len), &mut ds);
+            let vf = full.process(now, &mut ipv4_frame(len), &mut df);
+            assert_eq!((vs, &ds), (vf, &df), "step {step}");
+        }
+        assert_eq!(short.rng.next_u64(), full.rng.next_u64());
     }
 
     #[test]

@@ -140,28 +140,53 @@ pub enum RunError {
     },
 }
 
+/// A frame event names its pool slot; the slot knows the frame's id.
 #[derive(Clone, Copy, Debug)]
 enum EventKind {
     /// A frame reaches its segment from `port`.
-    AtSegment {
-        segment: u32,
-        port: u32,
-        slot: u32,
-        frame_id: u64,
-    },
+    AtSegment { segment: u32, port: u32, slot: u32 },
     /// A frame reaches a host.
-    AtHost { host: u32, slot: u32, frame_id: u64 },
+    AtHost { host: u32, slot: u32 },
     /// A host's stack deadline or application wake-up.
     HostTimer { host: u32 },
     /// The configuration's scheduled event with this index.
     Scheduled { index: u32 },
 }
 
+/// The lane of an event that waits in the heap on its own.
+const NO_LANE: u32 = u32::MAX;
+
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 struct QueuedEvent {
     time_us: u64,
     seq: u64,
+    /// The lane this event came from, if it is the head of one.
+    lane: u32,
     kind: EventKind,
+}
+
+/// The arrivals of one link direction. A link keeps frames in order unless it reorders them,
+/// so its events mostly come in `(time, seq)` order: they wait in a FIFO and only the head
+/// sits in the heap, which then holds a few entries instead of every frame in flight.
+#[derive(Default)]
+struct Lane {
+    /// The events behind the head, in `(time, seq)` order.
+    waiting: std::collections::VecDeque<QueuedEvent>,
+    /// The lane's head is in the heap.
+    head_queued: bool,
+    /// The time of the last event that joined the lane.
+    last_time_us: u64,
+}
+
+/// The lane of arrivals at the segment from `host`.
+fn uplink_lane(host: u32) -> u32 {
+    host * 2
+}
+
+/// The lane of arrivals at `host` from its segment.
+fn downlink_lane(host: u32) -> u32 {
+    host * 2 + 1
 }
 
 impl PartialEq for QueuedEvent {
@@ -185,41 +210,48 @@ impl Ord for QueuedEvent {
 /// one has it, so the hot path does not allocate.
 #[derive(Default)]
 struct FramePool {
-    slots: Vec<(Vec<u8>, u32)>,
+    /// Bytes, holders, frame id.
+    slots: Vec<(Vec<u8>, u32, u64)>,
     free: Vec<u32>,
 }
 
 impl FramePool {
     /// Takes frame `index` of `queue` into a slot without copying it: the slot's old buffer
     /// goes back to the queue for reuse.
-    fn alloc_from(&mut self, queue: &mut FrameQueue, index: usize) -> u32 {
+    fn alloc_from(&mut self, queue: &mut FrameQueue, index: usize, frame_id: u64) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push((Vec::new(), 0));
+                self.slots.push((Vec::new(), 0, 0));
                 (self.slots.len() - 1) as u32
             }
         };
-        let (bytes, refs) = &mut self.slots[slot as usize];
+        let (bytes, refs, id) = &mut self.slots[slot as usize];
         queue.swap_frame(index, bytes);
         *refs = 0;
+        *id = frame_id;
         slot
     }
 
-    fn alloc(&mut self, frame: &[u8]) -> u32 {
+    fn alloc(&mut self, frame: &[u8], frame_id: u64) -> u32 {
         match self.free.pop() {
             Some(slot) => {
-                let (bytes, refs) = &mut self.slots[slot as usize];
+                let (bytes, refs, id) = &mut self.slots[slot as usize];
                 bytes.clear();
                 bytes.extend_from_slice(frame);
                 *refs = 0;
+                *id = frame_id;
                 slot
             }
             None => {
-                self.slots.push((frame.to_vec(), 0));
+                self.slots.push((frame.to_vec(), 0, frame_id));
                 (self.slots.len() - 1) as u32
             }
         }
+    }
+
+    fn frame_id(&self, slot: u32) -> u64 {
+        self.slots[slot as usize].2
     }
 
     fn retain(&mut self, slot: u32) {
@@ -267,6 +299,12 @@ struct Host {
     apps: Vec<u32>,
 }
 
+#[derive(Clone, Copy, Default)]
+struct PortCache {
+    learned: Option<(MacAddr, u64)>,
+    looked_up: Option<(MacAddr, u64, Option<u32>)>,
+}
+
 struct Segment {
     name: String,
     kind: SegmentKind,
@@ -274,6 +312,12 @@ struct Segment {
     ports: Vec<u32>,
     /// Learned source addresses (switches only).
     mac_table: BTreeMap<MacAddr, u32>,
+    /// Bumped whenever `mac_table` changes (a new address, or one that moved port).
+    mac_table_changes: u64,
+    /// Per port: the last source address learned there and the last destination looked up
+    /// from there, each with the value of `mac_table_changes` when it was seen, so that a port
+    /// talking to the same peer frame after frame skips both table searches.
+    port_cache: Vec<PortCache>,
     /// Partition group of each port; ports in different groups cannot reach one another.
     groups: Vec<u32>,
     capture: Option<CaptureWriter>,
@@ -289,6 +333,8 @@ pub struct World {
     segments: Vec<Segment>,
     apps: Vec<Box<dyn App>>,
     queue: BinaryHeap<Reverse<QueuedEvent>>,
+    /// Two per host: `uplink_lane` and `downlink_lane`.
+    lanes: Vec<Lane>,
     /// Events for the current instant, in push order. Their sequence numbers are larger than
     /// those of every queued event, so serving the heap's events at `now_us` first and then
     /// these is exactly `(time, seq)` order, without a heap operation per zero-delay frame.
@@ -339,6 +385,8 @@ impl World {
                 kind: s.kind,
                 ports: Vec::new(),
                 mac_table: BTreeMap::new(),
+                mac_table_changes: 0,
+                port_cache: Vec::new(),
                 groups: Vec::new(),
                 capture: None,
                 comments: false,
@@ -378,6 +426,9 @@ impl World {
             let port = segments[segment as usize].ports.len() as u32;
             segments[segment as usize].ports.push(index as u32);
             segments[segment as usize].groups.push(0);
+            segments[segment as usize]
+                .port_cache
+                .push(PortCache::default());
             let mut stack_config = StackConfig::new(
                 host.name.clone(),
                 config.host_mac(index),
@@ -443,6 +494,7 @@ impl World {
             segments,
             apps,
             queue: BinaryHeap::new(),
+            lanes: (0..host_count * 2).map(|_| Lane::default()).collect(),
             now_queue: std::collections::VecDeque::new(),
             next_seq: 0,
             next_frame_id: 0,
@@ -479,17 +531,55 @@ impl World {
     }
 
     fn push(&mut self, time_us: u64, kind: EventKind) {
+        self.push_in_lane(time_us, kind, NO_LANE);
+    }
+
+    /// Queues an event; one that keeps its lane's order waits in the lane.
+    fn push_in_lane(&mut self, time_us: u64, kind: EventKind, lane: u32) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         if time_us == self.now_us && self.stepping {
             self.now_queue.push_back(kind);
-            self.next_seq += 1;
             return;
         }
-        self.queue.push(Reverse(QueuedEvent {
+        let mut event = QueuedEvent {
             time_us,
-            seq: self.next_seq,
+            seq,
+            lane: NO_LANE,
             kind,
-        }));
-        self.next_seq += 1;
+        };
+        if let Some(l) = self.lanes.get_mut(lane as usize) {
+            if !l.head_queued {
+                l.head_queued = true;
+                l.last_time_us = time_us;
+                event.lane = lane;
+            } else if time_us >= l.last_time_us {
+                // Later in time and in sequence than everything in the lane.
+                l.last_time_us = time_us;
+                event.lane = lane;
+                l.waiting.push_back(event);
+                return;
+            }
+            // Overtaking the lane (a reordered frame): the heap orders it on its own.
+        }
+        self.queue.push(Reverse(event));
+    }
+
+    /// Takes the earliest event due at `now_us` from the heap, moving its lane's next event
+    /// into the heap.
+    fn pop_due(&mut self) -> Option<EventKind> {
+        let Reverse(event) = self.queue.peek().copied()?;
+        if event.time_us != self.now_us {
+            return None;
+        }
+        self.queue.pop();
+        if let Some(l) = self.lanes.get_mut(event.lane as usize) {
+            match l.waiting.pop_front() {
+                Some(next) => self.queue.push(Reverse(next)),
+                None => l.head_queued = false,
+            }
+        }
+        Some(event.kind)
     }
 
     fn mark_dirty(&mut self, host: u32) {
@@ -592,12 +682,8 @@ impl World {
             }
             self.stats.steps += 1;
             self.now_us = next_time;
-            while let Some(Reverse(event)) = self.queue.peek().copied() {
-                if event.time_us != self.now_us {
-                    break;
-                }
-                self.queue.pop();
-                self.handle(event.kind);
+            while let Some(kind) = self.pop_due() {
+                self.handle(kind);
             }
             while let Some(kind) = self.now_queue.pop_front() {
                 self.handle(kind);
@@ -611,17 +697,12 @@ impl World {
                 segment,
                 port,
                 slot,
-                frame_id,
             } => {
                 self.frames_in_flight -= 1;
-                self.forward(segment, port, slot, frame_id);
+                self.forward(segment, port, slot, self.pool.frame_id(slot));
                 self.pool.release(slot);
             }
-            EventKind::AtHost {
-                host,
-                slot,
-                frame_id,
-            } => {
+            EventKind::AtHost { host, slot } => {
                 self.frames_in_flight -= 1;
                 let h = &mut self.hosts[host as usize];
                 if h.from_segment.up {
@@ -643,7 +724,7 @@ impl World {
                         TraceKind::Impairment {
                             host,
                             direction: Direction::FromSegment,
-                            frame_id,
+                            frame_id: self.pool.frame_id(slot),
                             decision: Decision::Dropped(DropReason::LinkDown),
                         },
                     );
@@ -782,7 +863,7 @@ impl World {
             let frame_id = self.next_frame_id;
             self.next_frame_id += 1;
             self.stats.frames_emitted += 1;
-            let slot = self.pool.alloc_from(&mut self.egress, index);
+            let slot = self.pool.alloc_from(&mut self.egress, index, frame_id);
             self.decisions.clear();
             let h = &mut self.hosts[host as usize];
             let verdict =
@@ -802,14 +883,14 @@ impl World {
             for arrival in verdict.arrivals_us.into_iter().flatten() {
                 self.pool.retain(slot);
                 self.frames_in_flight += 1;
-                self.push(
+                self.push_in_lane(
                     arrival,
                     EventKind::AtSegment {
                         segment,
                         port,
                         slot,
-                        frame_id,
                     },
+                    uplink_lane(host),
                 );
             }
         }
@@ -868,13 +949,28 @@ impl World {
             SegmentKind::Hub => None,
             SegmentKind::PointToPoint => Some(1 - in_port),
             SegmentKind::Switch => {
-                if !src.is_multicast() {
-                    seg.mac_table.insert(src, in_port);
+                let cache = &mut seg.port_cache[in_port as usize];
+                if !src.is_multicast() && cache.learned != Some((src, seg.mac_table_changes)) {
+                    if seg.mac_table.insert(src, in_port) != Some(in_port) {
+                        seg.mac_table_changes += 1;
+                    }
+                    cache.learned = Some((src, seg.mac_table_changes));
                 }
                 if dst.is_multicast() {
                     None
                 } else {
-                    seg.mac_table.get(&dst).copied()
+                    match cache.looked_up {
+                        Some((mac, changes, port))
+                            if mac == dst && changes == seg.mac_table_changes =>
+                        {
+                            port
+                        }
+                        _ => {
+                            let port = seg.mac_table.get(&dst).copied();
+                            cache.looked_up = Some((dst, seg.mac_table_changes, port));
+                            port
+                        }
+                    }
                 }
             }
         };
@@ -962,20 +1058,20 @@ impl World {
             .iter()
             .any(|d| matches!(d, Decision::Corrupted { .. }));
         let delivered_slot = if corrupted {
-            self.pool.alloc(&self.scratch)
+            self.pool.alloc(&self.scratch, frame_id)
         } else {
             slot
         };
         for arrival in verdict.arrivals_us.into_iter().flatten() {
             self.pool.retain(delivered_slot);
             self.frames_in_flight += 1;
-            self.push(
+            self.push_in_lane(
                 arrival,
                 EventKind::AtHost {
                     host,
                     slot: delivered_slot,
-                    frame_id,
                 },
+                downlink_lane(host),
             );
         }
     }
