@@ -115,6 +115,29 @@ fn schema_is_current() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The example in the README is a real scenario: it parses and passes.
+fn readme_example_runs() -> Result<(), Failed> {
+    let readme =
+        std::fs::read_to_string(workspace().join("README.md")).map_err(|e| e.to_string())?;
+    let start = readme
+        .find("```toml\n")
+        .ok_or("the README has no TOML example")?
+        + 8;
+    let end = start
+        + readme[start..]
+            .find("```")
+            .ok_or("the TOML example is not closed")?;
+    let scenario = harness::scenario::parse(&readme[start..end], Path::new("README.md"), None)
+        .map_err(|e| e.to_string())?;
+    let checked = check(&scenario, scenario.config.seed, &RunOptions::default())
+        .map_err(|e| e.to_string())?;
+    if checked.passed() {
+        Ok(())
+    } else {
+        Err(checked.problems.join("\n").into())
+    }
+}
+
 /// Every golden belongs to a scenario, so that a renamed or deleted scenario leaves nothing
 /// behind that looks reviewed.
 fn no_orphan_goldens(scenarios: &[Scenario]) -> Result<(), Failed> {
@@ -182,6 +205,10 @@ fn main() {
     }
     let names: Vec<Scenario> = scenarios.clone();
     trials.push(Trial::test("tidy::schema_is_current", schema_is_current));
+    trials.push(Trial::test(
+        "tidy::readme_example_runs",
+        readme_example_runs,
+    ));
     trials.push(Trial::test("tidy::no_orphan_goldens", move || {
         no_orphan_goldens(&names)
     }));
