@@ -754,6 +754,13 @@ fn check_expectation(
             }
             Ok(())
         }
+        Expectation::Done { .. } if app.is_some_and(|a| a.kind_name().ends_with("_server")) => {
+            Err((
+                "host",
+                "servers serve until the run ends and never finish; check a client, or a server's counters"
+                    .to_string(),
+            ))
+        }
         Expectation::Error { .. } | Expectation::Done { .. } => Ok(()),
         Expectation::Packets {
             matching,
