@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -39,6 +39,7 @@ const WORKLOADS: &[&str] = &[
     "ping_pairs_10000",
     "stack_share_pairs_1000",
     "stack_share_tcp_100mb",
+    "sweep_1mib_loss_1pct",
 ];
 
 fn peak_rss_kib() -> u64 {
@@ -170,6 +171,11 @@ fn ratios(figures: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         num(figures, "ping_1000_hosts_to_server", "wall_s"),
         "< 2",
     );
+    put(
+        "seed sweep: speed-up from 1 to 2 threads",
+        num(figures, "sweep_1mib_loss_1pct", "speedup_2_threads"),
+        ">= 1.8",
+    );
     let per_frame: Vec<f64> = ["ping_pairs_100", "ping_pairs_1000", "ping_pairs_10000"]
         .iter()
         .filter_map(|w| num(figures, w, "wall_ns_per_delivered_frame"))
@@ -200,6 +206,7 @@ pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
         "ping_pairs_10000" => ping_pairs(10_000, false)?,
         "stack_share_pairs_1000" => ping_pairs(1000, true)?,
         "stack_share_tcp_100mb" => tcp_over_link(100_000_000 / scale, true)?,
+        "sweep_1mib_loss_1pct" => seed_sweep(10_000 / scale)?,
         other => bail!("no workload called {other}"),
     };
     let mut figures = figures;
@@ -390,6 +397,44 @@ fn tcp_over_link(bytes: u64, time_stacks: bool) -> anyhow::Result<Value> {
         figures["share_of_wall_in_stacks"] = json!(spent.get() as f64 / 1e9 / wall_s);
     }
     Ok(figures)
+}
+
+/// The scenario file `tcp/bulk_loss_1pct` (1 MiB under 1% loss) over many seeds, judged in
+/// full (expectations and trace oracles) as `cargo xtask scenarios --seeds` does, on one and
+/// then two threads.
+fn seed_sweep(seeds: u64) -> anyhow::Result<Value> {
+    use rayon::prelude::*;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenario = harness::scenario::load(&root.join("tcp/bulk_loss_1pct.toml"), &root)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut walls = Vec::new();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let start = Instant::now();
+        let failed = pool.install(|| {
+            (1..=seeds)
+                .into_par_iter()
+                .filter(|&seed| {
+                    harness::check::check(&scenario, seed, &RunOptions::default())
+                        .map_or(true, |c| !c.passed())
+                })
+                .count()
+        });
+        walls.push(start.elapsed().as_secs_f64());
+        if failed > 0 {
+            bail!("{failed} of {seeds} seeds failed on {threads} thread(s)");
+        }
+    }
+    Ok(json!({
+        "seeds": seeds,
+        "wall_s_1_thread": walls[0],
+        "wall_s_2_threads": walls[1],
+        "scenarios_per_s_1_thread": seeds as f64 / walls[0],
+        "scenarios_per_s_2_threads": seeds as f64 / walls[1],
+        "speedup_2_threads": walls[0] / walls[1],
+    }))
 }
 
 fn udp_echo(round_trips: u32) -> anyhow::Result<Value> {
