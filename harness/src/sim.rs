@@ -332,6 +332,10 @@ pub struct World {
     hosts: Vec<Host>,
     segments: Vec<Segment>,
     apps: Vec<Box<dyn App>>,
+    /// `done()` of each application as of its last `act` (only `act` can change it), and how
+    /// many are not done, so that the end check does not visit every application every step.
+    app_done: Vec<bool>,
+    apps_not_done: usize,
     queue: BinaryHeap<Reverse<QueuedEvent>>,
     /// Two per host: `uplink_lane` and `downlink_lane`.
     lanes: Vec<Lane>,
@@ -488,7 +492,11 @@ impl World {
             apps.push(apps::build(app, 0x5700 + index as u16));
         }
         let host_count = hosts.len();
+        let app_done: Vec<bool> = apps.iter().map(|a| a.done()).collect();
+        let apps_not_done = app_done.iter().filter(|&&d| !d).count();
         let mut world = World {
+            app_done,
+            apps_not_done,
             now_us: 0,
             hosts,
             segments,
@@ -590,7 +598,8 @@ impl World {
     }
 
     fn all_apps_done(&self) -> bool {
-        self.apps.iter().all(|a| a.done())
+        debug_assert_eq!(self.apps_not_done == 0, self.apps.iter().all(|a| a.done()));
+        self.apps_not_done == 0
     }
 
     /// Runs to the end and reports. A stack that panics ends this run only.
@@ -830,7 +839,17 @@ impl World {
             self.stats.polls += 1;
             let mut acted = false;
             for &app in &h.apps {
-                acted |= self.apps[app as usize].act(now, h.stack.as_mut());
+                let a = &mut self.apps[app as usize];
+                acted |= a.act(now, h.stack.as_mut());
+                let done = a.done();
+                let was_done = std::mem::replace(&mut self.app_done[app as usize], done);
+                if done != was_done {
+                    if done {
+                        self.apps_not_done -= 1;
+                    } else {
+                        self.apps_not_done += 1;
+                    }
+                }
             }
             self.send_egress(host);
             if !acted {
@@ -880,7 +899,7 @@ impl World {
             if !self.decisions.is_empty() && self.segments[segment as usize].comments {
                 self.uplink_notes.insert(frame_id, self.decisions.clone());
             }
-            for arrival in verdict.arrivals_us.into_iter().flatten() {
+            for &arrival in verdict.arrivals_us() {
                 self.pool.retain(slot);
                 self.frames_in_flight += 1;
                 self.push_in_lane(
@@ -1062,7 +1081,7 @@ impl World {
         } else {
             slot
         };
-        for arrival in verdict.arrivals_us.into_iter().flatten() {
+        for &arrival in verdict.arrivals_us() {
             self.pool.retain(delivered_slot);
             self.frames_in_flight += 1;
             self.push_in_lane(

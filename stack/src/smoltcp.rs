@@ -21,12 +21,19 @@ const ETHERNET_HEADER_BYTES: usize = 14;
 const EPHEMERAL_PORT_FIRST: u16 = 49152;
 const EPHEMERAL_PORT_COUNT: u16 = 16384;
 
-/// The simulated NIC: received frames wait in `rx` (buffers recycled through `free`), and
-/// transmitted frames are written straight into the harness's egress queue.
-struct SimDevice {
+/// Received frames waiting for the next poll, and spare buffers recycled through `free`.
+#[derive(Default)]
+struct RxQueue {
     rx: VecDeque<Vec<u8>>,
     free: Vec<Vec<u8>>,
-    tx: FrameQueue,
+}
+
+/// The simulated NIC, put together for one poll: it takes received frames from the host's
+/// `RxQueue` and writes transmitted frames straight into the caller's egress queue (borrowed,
+/// not moved, so that a poll costs no copying of queues).
+struct SimDevice<'q> {
+    rx: &'q mut RxQueue,
+    tx: &'q mut FrameQueue,
     mtu_bytes: usize,
 }
 
@@ -53,23 +60,29 @@ impl phy::TxToken for SimTxToken<'_> {
     }
 }
 
-impl Device for SimDevice {
-    type RxToken<'a> = SimRxToken<'a>;
-    type TxToken<'a> = SimTxToken<'a>;
+impl Device for SimDevice<'_> {
+    type RxToken<'a>
+        = SimRxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = SimTxToken<'a>
+    where
+        Self: 'a;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(SimRxToken<'_>, SimTxToken<'_>)> {
-        let frame = self.rx.pop_front()?;
+        let frame = self.rx.rx.pop_front()?;
         Some((
             SimRxToken {
                 frame,
-                free: &mut self.free,
+                free: &mut self.rx.free,
             },
-            SimTxToken { tx: &mut self.tx },
+            SimTxToken { tx: self.tx },
         ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<SimTxToken<'_>> {
-        Some(SimTxToken { tx: &mut self.tx })
+        Some(SimTxToken { tx: self.tx })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -115,7 +128,8 @@ struct TcpConn {
 pub struct SmoltcpStack {
     config: StackConfig,
     iface: Interface,
-    device: SimDevice,
+    rx: RxQueue,
+    mtu_bytes: usize,
     sockets: SocketSet<'static>,
     entries: Vec<Option<Entry>>,
     /// Sockets the application has released that are still finishing (FIN handshake).
@@ -199,11 +213,13 @@ fn tcp_reset_in(frame: &[u8]) -> Option<(u16, SocketAddr)> {
 
 impl SmoltcpStack {
     pub fn new(config: StackConfig) -> SmoltcpStack {
+        let mtu_bytes = config.ip_mtu_bytes + ETHERNET_HEADER_BYTES;
+        let mut rx = RxQueue::default();
+        let mut tx = FrameQueue::new();
         let mut device = SimDevice {
-            rx: VecDeque::new(),
-            free: Vec::new(),
-            tx: FrameQueue::new(),
-            mtu_bytes: config.ip_mtu_bytes + ETHERNET_HEADER_BYTES,
+            rx: &mut rx,
+            tx: &mut tx,
+            mtu_bytes,
         };
         let mut iface_config =
             Config::new(HardwareAddress::Ethernet(EthernetAddress(config.mac.0)));
@@ -239,7 +255,8 @@ impl SmoltcpStack {
         SmoltcpStack {
             config,
             iface,
-            device,
+            rx,
+            mtu_bytes,
             sockets: SocketSet::new(Vec::new()),
             entries: Vec::new(),
             closing: Vec::new(),
@@ -407,10 +424,10 @@ impl Stack for SmoltcpStack {
         if let Some(reset) = tcp_reset_in(frame) {
             self.resets_seen.push(reset);
         }
-        let mut buf = self.device.free.pop().unwrap_or_default();
+        let mut buf = self.rx.free.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
-        self.device.rx.push_back(buf);
+        self.rx.rx.push_back(buf);
     }
 
     fn receive_buffer(&mut self, frame: &mut Vec<u8>) {
@@ -418,18 +435,21 @@ impl Stack for SmoltcpStack {
             self.resets_seen.push(reset);
         }
         // The frame's buffer joins the receive queue; a spare one goes back in its place.
-        let mut buf = self.device.free.pop().unwrap_or_default();
+        let mut buf = self.rx.free.pop().unwrap_or_default();
         std::mem::swap(&mut buf, frame);
-        self.device.rx.push_back(buf);
+        self.rx.rx.push_back(buf);
     }
 
     fn poll(&mut self, now_us: u64, egress: &mut FrameQueue) -> bool {
         // The device writes transmitted frames straight into the caller's queue.
-        std::mem::swap(&mut self.device.tx, egress);
+        let mut device = SimDevice {
+            rx: &mut self.rx,
+            tx: egress,
+            mtu_bytes: self.mtu_bytes,
+        };
         let result = self
             .iface
-            .poll(to_instant(now_us), &mut self.device, &mut self.sockets);
-        std::mem::swap(&mut self.device.tx, egress);
+            .poll(to_instant(now_us), &mut device, &mut self.sockets);
         let changed = result == smoltcp::iface::PollResult::SocketStateChanged;
         // Timeouts close sockets on the egress path, which `PollResult` does not report, so
         // open connections are looked at on every poll.
@@ -444,7 +464,7 @@ impl Stack for SmoltcpStack {
     }
 
     fn poll_at(&mut self, now_us: u64) -> Option<u64> {
-        if !self.device.rx.is_empty() {
+        if !self.rx.rx.is_empty() {
             return Some(now_us);
         }
         self.iface
@@ -664,6 +684,10 @@ impl Stack for SmoltcpStack {
             other => return Err(SocketError::WrongKind(socket, other.kind(), "UDP")),
         };
         let s = self.sockets.get_mut::<udp::Socket>(handle);
+        // Applications mostly ask when nothing is queued: answer that without a dequeue.
+        if !s.can_recv() {
+            return Ok(None);
+        }
         match s.recv() {
             Ok((data, meta)) => {
                 let n = data.len().min(buf.len());
@@ -748,6 +772,9 @@ impl Stack for SmoltcpStack {
             other => return Err(SocketError::WrongKind(socket, other.kind(), "ICMP echo")),
         };
         let s = self.sockets.get_mut::<icmp::Socket>(handle);
+        if !s.can_recv() {
+            return Ok(None);
+        }
         // Other ICMP messages for this ident (errors) are drained and passed over.
         while let Ok((data, from)) = s.recv() {
             let reply = match from {
