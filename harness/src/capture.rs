@@ -6,8 +6,11 @@
 //! outputs of this encoder: any change to the bytes it writes needs a re-bless.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 
 use pcap_file::pcap::{PcapParseError, PcapParser};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
@@ -27,9 +30,17 @@ pub const UNLIMITED_SNAPLEN_BYTES: u32 = 262_144;
 /// The longest value a pcapng option can carry: its length field has 16 bits.
 pub const MAX_OPTION_BYTES: usize = u16::MAX as usize;
 
-/// The size of the buffer in front of a capture file. Captures are written in large
+/// The size of the chunks a capture file is written in. Captures are written in large
 /// sequential chunks because full-frame captures are disk-bound.
 const FILE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Chunks handed to a file's writer thread and not yet written; the simulation waits when
+/// this many are queued, which bounds the memory a slow disk can take.
+const FILE_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The writer thread asks the disk to catch up after this many bytes, so that the sync at
+/// `finish` has little left to wait for.
+const FILE_SYNC_EVERY_BYTES: u64 = 16 << 20;
 
 const PCAP_MAGIC_MICROS: u32 = 0xa1b2_c3d4;
 const PCAPNG_SECTION_HEADER: u32 = 0x0a0d_0d0a;
@@ -119,13 +130,111 @@ enum Sink {
     Finished,
 }
 
+/// A capture file, written by a thread of its own: the simulation fills `chunk` and hands
+/// it over when full, so that the system calls and the disk's flushing run beside the
+/// simulation instead of inside it. Chunks are written in order, so the file's bytes are
+/// exactly those put, as a direct write would leave them.
 struct FileSink {
-    writer: BufWriter<File>,
+    chunk: Vec<u8>,
+    /// Full chunks to the writer; `None` once the writer has stopped.
+    to_writer: Option<mpsc::SyncSender<Vec<u8>>>,
+    /// Written chunks coming back empty, for reuse.
+    spare: mpsc::Receiver<Vec<u8>>,
+    /// The writer returns the file when the chunks end, or the first error.
+    writer: Option<JoinHandle<std::io::Result<File>>>,
+    /// Tells the writer to drop what is still queued (the capture is being abandoned).
+    abandon: Arc<AtomicBool>,
     /// `<path>.tmp-<pid>`, renamed over `path` by `finish`.
     tmp: PathBuf,
     path: PathBuf,
-    /// A write failed part-way through a record, so the file can no longer be trusted.
+    /// A write failed, so the file can no longer be trusted.
     failed: bool,
+}
+
+impl FileSink {
+    fn new(file: File, tmp: PathBuf, path: PathBuf) -> Result<FileSink, CaptureError> {
+        let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(FILE_CHUNKS_IN_FLIGHT);
+        let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let stop = abandon.clone();
+        let writer = std::thread::Builder::new()
+            .name("wirelab-capture".into())
+            .spawn(move || -> std::io::Result<File> {
+                let mut file = file;
+                let mut unsynced = 0u64;
+                for mut chunk in chunks {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    file.write_all(&chunk)?;
+                    unsynced += chunk.len() as u64;
+                    if unsynced >= FILE_SYNC_EVERY_BYTES {
+                        file.sync_data()?;
+                        unsynced = 0;
+                    }
+                    chunk.clear();
+                    // The simulation may have finished with the spares already.
+                    let _ = give_back.send(chunk);
+                }
+                Ok(file)
+            })
+            .map_err(|source| CaptureError::Create {
+                path: tmp.clone(),
+                source,
+            })?;
+        Ok(FileSink {
+            chunk: Vec::with_capacity(FILE_BUFFER_BYTES),
+            to_writer: Some(to_writer),
+            spare,
+            writer: Some(writer),
+            abandon,
+            tmp,
+            path,
+            failed: false,
+        })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> CaptureError {
+        CaptureError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Waits for the writer to end and returns its file, or the error that stopped it.
+    fn join(&mut self) -> std::io::Result<File> {
+        self.to_writer = None;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the capture writer thread panicked")),
+            None => Err(std::io::Error::other(
+                "the capture writer has already stopped",
+            )),
+        }
+    }
+
+    /// Hands the current chunk to the writer.
+    fn hand_over(&mut self) -> Result<(), CaptureError> {
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(FILE_BUFFER_BYTES));
+        let full = std::mem::replace(&mut self.chunk, next);
+        let sent = match &self.to_writer {
+            Some(to_writer) => to_writer.send(full).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped on an error: report it.
+        self.failed = true;
+        let source = match self.join() {
+            Err(e) => e,
+            Ok(_) => std::io::Error::other("the capture writer stopped early"),
+        };
+        Err(self.io_error(source))
+    }
 }
 
 impl Sink {
@@ -148,13 +257,10 @@ impl Sink {
                     });
                 }
                 for piece in pieces {
-                    if let Err(source) = file.writer.write_all(piece) {
-                        file.failed = true;
-                        return Err(CaptureError::Io {
-                            path: file.path.clone(),
-                            source,
-                        });
-                    }
+                    file.chunk.extend_from_slice(piece);
+                }
+                if file.chunk.len() >= FILE_BUFFER_BYTES {
+                    file.hand_over()?;
                 }
                 Ok(())
             }
@@ -303,15 +409,17 @@ impl CaptureWriter {
             path: tmp.clone(),
             source,
         })?;
+        let sink = match FileSink::new(file, tmp.clone(), path.to_path_buf()) {
+            Ok(sink) => sink,
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(error);
+            }
+        };
         let mut writer = CaptureWriter {
             format,
             snaplen_bytes: effective_snaplen(snaplen_bytes),
-            sink: Sink::File(FileSink {
-                writer: BufWriter::with_capacity(FILE_BUFFER_BYTES, file),
-                tmp,
-                path: path.to_path_buf(),
-                failed: false,
-            }),
+            sink: Sink::File(sink),
             tail: Vec::with_capacity(64),
             frames: 0,
         };
@@ -417,34 +525,27 @@ impl CaptureWriter {
     }
 }
 
-fn finish_file(file: FileSink) -> Result<(), CaptureError> {
-    let FileSink {
-        writer,
-        tmp,
-        path,
-        failed,
-    } = file;
-    if failed {
-        return Err(CaptureError::Abandoned { path });
+fn finish_file(mut file: FileSink) -> Result<(), CaptureError> {
+    if file.failed {
+        return Err(CaptureError::Abandoned { path: file.path });
     }
-    let io = |source| CaptureError::Io {
-        path: path.clone(),
-        source,
-    };
-    let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io)
+    if !file.chunk.is_empty() {
+        file.hand_over()?;
+    }
+    let written = file.join().map_err(|e| file.io_error(e))?;
+    written.sync_all().map_err(|e| file.io_error(e))?;
+    drop(written);
+    std::fs::rename(&file.tmp, &file.path).map_err(|e| file.io_error(e))
 }
 
 impl Drop for CaptureWriter {
     /// An unfinished file capture is incomplete: its temporary file is removed rather than
     /// left beside the real one.
     fn drop(&mut self) {
-        if let Sink::File(file) = std::mem::replace(&mut self.sink, Sink::Finished) {
-            // into_parts skips the flush that dropping a BufWriter would do.
-            let (handle, _unflushed) = file.writer.into_parts();
-            drop(handle);
+        if let Sink::File(mut file) = std::mem::replace(&mut self.sink, Sink::Finished) {
+            // The writer drops what is still queued, closes the file and ends.
+            file.abandon.store(true, Ordering::Relaxed);
+            let _ = file.join();
             let _ = std::fs::remove_file(&file.tmp);
         }
     }
