@@ -478,18 +478,29 @@ fn udp_echo(round_trips: u32) -> anyhow::Result<Value> {
             timeout_us: 100_000,
         },
     ];
-    let (report, setup_s, wall_s) = run_timed(config, &apps, &RunOptions::default())?;
-    let done = report.apps[1]
-        .counters
-        .get("round_trips")
-        .copied()
-        .unwrap_or(0);
-    if done != u64::from(round_trips) {
-        bail!("{done} of {round_trips} round trips ({})", report.outcome);
+    // A run this short is dominated, the first time in a process, by first touches: code
+    // pages faulted in, cold caches and branch predictors. The first run is reported as
+    // `cold_wall_s`; `wall_s` is the same run again, warm, as the simulator loop of a
+    // long-lived process would see it.
+    let mut runs = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let (report, setup_s, wall_s) = run_timed(config.clone(), &apps, &RunOptions::default())?;
+        let done = report.apps[1]
+            .counters
+            .get("round_trips")
+            .copied()
+            .unwrap_or(0);
+        if done != u64::from(round_trips) {
+            bail!("{done} of {round_trips} round trips ({})", report.outcome);
+        }
+        runs.push((report, setup_s, wall_s));
     }
-    Ok(
-        json!({ "round_trips": done, "wall_s": wall_s, "setup_s": setup_s, "virtual_s": report.stats.end_time_us as f64 / 1e6 }),
-    )
+    let (report, setup_s, wall_s) = &runs[1];
+    Ok(json!({
+        "round_trips": round_trips, "wall_s": wall_s, "setup_s": setup_s,
+        "cold_wall_s": runs[0].2, "cold_setup_s": runs[0].1,
+        "virtual_s": report.stats.end_time_us as f64 / 1e6,
+    }))
 }
 
 fn idle_keepalive() -> anyhow::Result<Value> {
