@@ -349,8 +349,6 @@ impl SmoltcpStack {
         }
     }
 
-    /// Notes state changes of the application's TCP connections, so that `tcp_end` can say why
-    /// a connection closed, and retires released sockets that have finished closing.
     /// True while the application holds a TCP connection that has not closed yet.
     fn tcp_open_connections(&self) -> bool {
         self.entries
@@ -359,6 +357,8 @@ impl SmoltcpStack {
             .any(|e| matches!(e, Entry::Tcp(conn) if conn.last_state != TcpState::Closed))
     }
 
+    /// Notes state changes of the application's TCP connections, so that `tcp_end` can say why
+    /// a connection closed, and retires released sockets that have finished closing.
     fn track_tcp_states(&mut self) {
         for entry in self.entries.iter_mut().flatten() {
             let Entry::Tcp(conn) = entry else { continue };
