@@ -127,6 +127,17 @@ impl AppConfig {
         }
     }
 
+    /// The largest datagram (ICMP message or UDP payload) this application sends, which the
+    /// hosts' datagram socket queues are sized for.
+    pub fn largest_datagram_bytes(&self) -> Option<u32> {
+        match self {
+            // An ICMP socket queues whole messages: the 8-byte echo header and the data.
+            AppConfig::Ping { payload_bytes, .. } => Some(payload_bytes.saturating_add(8)),
+            AppConfig::UdpPingPong { payload_bytes, .. } => Some((*payload_bytes).max(4)),
+            _ => None,
+        }
+    }
+
     pub fn host_mut(&mut self) -> &mut String {
         match self {
             AppConfig::Ping { host, .. }
@@ -169,6 +180,13 @@ fn pattern_table() -> &'static [u8] {
     })
 }
 
+/// The pattern from stream offset `offset`, `len` bytes of it (at most [`PATTERN_CHUNK`]),
+/// borrowed from the table: senders hand it to the stack without copying it first.
+fn pattern_at(offset: u64, len: usize) -> &'static [u8] {
+    let start = (offset % PATTERN_PERIOD) as usize;
+    &pattern_table()[start..start + len.min(PATTERN_CHUNK)]
+}
+
 fn fill_pattern(buf: &mut [u8], offset: u64) {
     let table = pattern_table();
     let mut offset = offset;
@@ -176,6 +194,23 @@ fn fill_pattern(buf: &mut [u8], offset: u64) {
         let start = (offset % PATTERN_PERIOD) as usize;
         chunk.copy_from_slice(&table[start..start + chunk.len()]);
         offset += chunk.len() as u64;
+    }
+}
+
+/// A received stream checked against the pattern as it arrives: `verified` counts the bytes
+/// up to the first one that does not match.
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamCheck {
+    received: u64,
+    verified: u64,
+}
+
+impl StreamCheck {
+    fn take(&mut self, data: &[u8]) {
+        if self.verified == self.received {
+            self.verified += pattern_matches(data, self.received) as u64;
+        }
+        self.received += data.len() as u64;
     }
 }
 
@@ -327,7 +362,6 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             backlog: backlog.max(1) as usize,
             listener: None,
             conns: Vec::new(),
-            buf: vec![0; 64 * 1024],
             report: report("tcp_server"),
         }),
         AppConfig::TcpClient {
@@ -362,9 +396,6 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             peer_closed: false,
             last_state: None,
             done: false,
-            buf: vec![0; 64 * 1024],
-            out: vec![0; 64 * 1024],
-            staged: 0..0,
             report: report("tcp_client"),
         }),
     }
@@ -597,7 +628,6 @@ struct TcpServer {
     backlog: usize,
     listener: Option<SocketId>,
     conns: Vec<ServerConn>,
-    buf: Vec<u8>,
     report: AppReport,
 }
 
@@ -644,24 +674,26 @@ impl App for TcpServer {
                 loop {
                     let room = if self.echo {
                         // Read no more than can be echoed, so the echo keeps pace with the input.
-                        (self.buf.len() as u64).saturating_sub(conn.out_pending) as usize
+                        (PATTERN_CHUNK as u64).saturating_sub(conn.out_pending) as usize
                     } else {
-                        self.buf.len()
+                        PATTERN_CHUNK
                     };
                     if room == 0 {
                         break;
                     }
-                    match stack.tcp_recv(conn.socket, &mut self.buf[..room]) {
+                    let mut stream = StreamCheck {
+                        received: conn.received,
+                        verified: conn.verified,
+                    };
+                    match stack.tcp_recv_with(conn.socket, room, &mut |data| stream.take(data)) {
                         Ok(0) => break,
                         Ok(n) => {
-                            let good = pattern_matches(&self.buf[..n], conn.received);
                             // Counted as it arrives: a run may end (every client done) while
                             // this side still waits for the last ACK of its FIN.
-                            if conn.verified == conn.received {
-                                conn.verified += good as u64;
-                                self.report.count("bytes_verified", good as u64);
-                            }
-                            conn.received += n as u64;
+                            self.report
+                                .count("bytes_verified", stream.verified - conn.verified);
+                            conn.received = stream.received;
+                            conn.verified = stream.verified;
                             if self.echo {
                                 conn.out_pending += n as u64;
                             }
@@ -681,11 +713,10 @@ impl App for TcpServer {
                 }
             }
             while conn.out_pending > 0 && !conn.shut {
-                let n = conn.out_pending.min(self.buf.len() as u64) as usize;
-                fill_pattern(&mut self.buf[..n], conn.sent);
+                let n = conn.out_pending.min(PATTERN_CHUNK as u64) as usize;
                 // The echo regenerates the pattern; bytes that failed verification are
                 // counted as such and the echo stays the pattern.
-                match stack.tcp_send(conn.socket, &self.buf[..n]) {
+                match stack.tcp_send(conn.socket, pattern_at(conn.sent, n)) {
                     Ok(sent) if sent > 0 => {
                         conn.out_pending -= sent as u64;
                         conn.sent += sent as u64;
@@ -701,20 +732,19 @@ impl App for TcpServer {
                 acted = true;
             }
         }
-        let mut still_open = Vec::with_capacity(self.conns.len());
-        for conn in self.conns.drain(..) {
+        let report = &mut self.report;
+        self.conns.retain(|conn| {
             let state = stack.tcp_state(conn.socket).unwrap_or(TcpState::Closed);
-            if matches!(state, TcpState::Closed | TcpState::TimeWait) {
-                if let Ok(Some(end)) = stack.tcp_end(conn.socket) {
-                    self.report.error(now_us, end_message(end).to_string());
-                }
-                let _ = stack.close(conn.socket);
-                self.report.count("connections_closed", 1);
-            } else {
-                still_open.push(conn);
+            if !matches!(state, TcpState::Closed | TcpState::TimeWait) {
+                return true;
             }
-        }
-        self.conns = still_open;
+            if let Ok(Some(end)) = stack.tcp_end(conn.socket) {
+                report.error(now_us, end_message(end).to_string());
+            }
+            let _ = stack.close(conn.socket);
+            report.count("connections_closed", 1);
+            false
+        });
         // Remember that the scheduled times have been served, so they are not asked for again.
         if reading {
             self.read_from_us = 0;
@@ -769,9 +799,6 @@ struct TcpClient {
     peer_closed: bool,
     last_state: Option<TcpState>,
     done: bool,
-    buf: Vec<u8>,
-    out: Vec<u8>,
-    staged: std::ops::Range<usize>,
     report: AppReport,
 }
 
@@ -815,36 +842,27 @@ impl App for TcpClient {
         if matches!(state, TcpState::Established | TcpState::CloseWait)
             && self.sent < self.send_bytes
         {
-            // `out[staged]` holds the pattern from offset `sent`: it is filled once per chunk,
-            // not on every attempt, since the stack often takes only a little at a time.
-            loop {
-                if self.staged.is_empty() {
-                    let n = (self.send_bytes - self.sent).min(self.out.len() as u64) as usize;
-                    if n == 0 {
-                        break;
-                    }
-                    fill_pattern(&mut self.out[..n], self.sent);
-                    self.staged = 0..n;
-                }
-                match stack.tcp_send(socket, &self.out[self.staged.clone()]) {
+            while self.sent < self.send_bytes {
+                let n = (self.send_bytes - self.sent).min(PATTERN_CHUNK as u64) as usize;
+                match stack.tcp_send(socket, pattern_at(self.sent, n)) {
                     Ok(0) | Err(_) => break,
                     Ok(taken) => {
                         self.sent += taken as u64;
-                        self.staged.start += taken;
                         acted = true;
                     }
                 }
             }
         }
         loop {
-            match stack.tcp_recv(socket, &mut self.buf) {
+            let mut stream = StreamCheck {
+                received: self.received,
+                verified: self.verified,
+            };
+            match stack.tcp_recv_with(socket, usize::MAX, &mut |data| stream.take(data)) {
                 Ok(0) => break,
-                Ok(n) => {
-                    let good = pattern_matches(&self.buf[..n], self.received);
-                    if self.verified == self.received {
-                        self.verified += good as u64;
-                    }
-                    self.received += n as u64;
+                Ok(_) => {
+                    self.received = stream.received;
+                    self.verified = stream.verified;
                     acted = true;
                 }
                 Err(SocketError::Finished) => {

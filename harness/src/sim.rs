@@ -422,6 +422,18 @@ impl World {
                 segment.capture = Some(writer);
             }
         }
+        // Datagram socket queues hold eight of the largest datagram any application sends
+        // (echoes included), at least 8 KiB and at most 64 KiB, and never less than one such
+        // datagram. A fixed 64 KiB per queue made opening sockets the largest cost of runs
+        // with many small pingers, and most of their memory.
+        let largest_datagram = apps_config
+            .iter()
+            .filter_map(AppConfig::largest_datagram_bytes)
+            .max()
+            .unwrap_or(0) as usize;
+        let datagram_queue_bytes = (largest_datagram * 8)
+            .clamp(8 * 1024, 64 * 1024)
+            .max(largest_datagram);
         let mut hosts = Vec::with_capacity(config.hosts.len());
         for (index, host) in config.hosts.iter().enumerate() {
             let segment = config
@@ -452,6 +464,7 @@ impl World {
             stack_config.congestion_control = congestion(host.congestion_control);
             stack_config.tcp_rx_buffer_bytes = host.tcp_buffer_bytes as usize;
             stack_config.tcp_tx_buffer_bytes = host.tcp_buffer_bytes as usize;
+            stack_config.datagram_queue_bytes = datagram_queue_bytes;
             let mut stack: Box<dyn Stack> = match host.stack {
                 StackKind::Smoltcp => Box::new(SmoltcpStack::new(stack_config)),
             };

@@ -54,6 +54,28 @@ pub struct TraceNames {
     pub segments: Vec<String>,
 }
 
+/// Feeds formatted text straight into the hasher, without building it first.
+struct HashWriter<'a>(&'a mut Xxh3);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A decision as a tag and one number, for hashing.
+fn decision_code(decision: &Decision) -> (u8, u64) {
+    match *decision {
+        Decision::Dropped(reason) => (reason as u8, 0),
+        Decision::Corrupted { bit_offset } => (16, u64::from(bit_offset)),
+        Decision::Duplicated => (17, 0),
+        Decision::Queued { wait_us } => (18, wait_us),
+        Decision::Jittered { extra_us } => (19, extra_us),
+        Decision::Reordered { held_us } => (20, held_us),
+    }
+}
+
 pub struct Trace {
     level: TraceLevel,
     events: Vec<TraceEvent>,
@@ -117,12 +139,32 @@ impl Trace {
 
     pub fn record(&mut self, time_us: u64, kind: TraceKind) {
         self.hasher.update(&time_us.to_le_bytes());
-        // A Debug rendering is a stable encoding for these small, rare events: it depends only
-        // on the values, never on addresses or the platform.
-        let mut text = String::new();
-        let _ = write!(text, "{kind:?}");
-        self.hasher.update(&[1]);
-        self.hasher.update(text.as_bytes());
+        match &kind {
+            // Impairment decisions can come with every frame (a bandwidth-limited link queues
+            // each one), so they get a fixed binary encoding.
+            TraceKind::Impairment {
+                host,
+                direction,
+                frame_id,
+                decision,
+            } => {
+                let (tag, value) = decision_code(decision);
+                let mut bytes = [0u8; 23];
+                bytes[0] = 2;
+                bytes[1..5].copy_from_slice(&host.to_le_bytes());
+                bytes[5] = *direction as u8;
+                bytes[6..14].copy_from_slice(&frame_id.to_le_bytes());
+                bytes[14] = tag;
+                bytes[15..23].copy_from_slice(&value.to_le_bytes());
+                self.hasher.update(&bytes);
+            }
+            // A Debug rendering is a stable encoding for these small, rare events: it depends
+            // only on the values, never on addresses or the platform.
+            _ => {
+                self.hasher.update(&[1]);
+                let _ = write!(HashWriter(&mut self.hasher), "{kind:?}");
+            }
+        }
         self.events.push(TraceEvent { time_us, kind });
     }
 

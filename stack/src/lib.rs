@@ -252,6 +252,32 @@ pub trait Stack {
     /// Takes received bytes into `buf`; `Ok(0)` means nothing yet, `Err(Finished)` means the
     /// peer closed and everything was read.
     fn tcp_recv(&mut self, socket: SocketId, buf: &mut [u8]) -> Result<usize, SocketError>;
+    /// Lends received bytes to `consume`, which sees each byte once, in order, over as many
+    /// calls as the stack's buffer needs, `limit` bytes at most in all. Stacks that can lend
+    /// their own buffer save the copy `tcp_recv` makes. Returns how many bytes were lent;
+    /// `Ok(0)` and `Err(Finished)` mean what they mean for `tcp_recv`.
+    fn tcp_recv_with(
+        &mut self,
+        socket: SocketId,
+        limit: usize,
+        consume: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SocketError> {
+        let mut buf = [0u8; 2048];
+        let mut total = 0;
+        while total < limit {
+            let want = (limit - total).min(buf.len());
+            match self.tcp_recv(socket, &mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    consume(&buf[..n]);
+                    total += n;
+                }
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
     /// Closes the sending direction (sends FIN once queued data is out); receiving goes on.
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError>;
     /// Sends a RST and forgets the connection.

@@ -571,6 +571,34 @@ impl Stack for SmoltcpStack {
         }
     }
 
+    fn tcp_recv_with(
+        &mut self,
+        socket: SocketId,
+        limit: usize,
+        consume: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SocketError> {
+        let s = self.tcp_socket(socket)?;
+        let mut total = 0;
+        // The receive buffer is a ring: its contents come in at most two contiguous pieces.
+        while total < limit {
+            let lent = s.recv(|data| {
+                let n = data.len().min(limit - total);
+                consume(&data[..n]);
+                (n, n)
+            });
+            match lent {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(_) if total > 0 => break,
+                Err(tcp::RecvError::Finished) => return Err(SocketError::Finished),
+                Err(tcp::RecvError::InvalidState) => {
+                    return Err(SocketError::InvalidState(tcp_state(s.state())))
+                }
+            }
+        }
+        Ok(total)
+    }
+
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError> {
         self.tcp_socket(socket)?.close();
         Ok(())
