@@ -5,6 +5,7 @@ pub mod capture;
 pub mod check;
 pub mod config;
 pub mod decode;
+pub mod fuzz;
 pub mod golden;
 pub mod impair;
 pub mod library;
