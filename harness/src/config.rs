@@ -522,6 +522,8 @@ pub enum ConfigError {
     },
     #[error("the event at {at_us} µs comes after the time limit of {time_limit_us} µs and would never happen")]
     EventAfterLimit { at_us: u64, time_limit_us: u64 },
+    #[error("{field}: reorder_probability is {probability} but reorder_delay_us is 0, so no frame would be overtaken; give reorder_delay_us a value")]
+    ReorderWithoutDelay { field: String, probability: f64 },
     #[error("host `{host}`: the TCP buffer of {value} bytes is outside 1 KiB ..= 1 GiB")]
     TcpBuffer { host: String, value: u32 },
 }
@@ -879,6 +881,12 @@ impl WorldConfig {
                 value: i.latency_us,
             });
         }
+        if i.reorder_probability > 0.0 && i.reorder_delay_us == 0 {
+            return Err(ConfigError::ReorderWithoutDelay {
+                field: field.to_string(),
+                probability: i.reorder_probability,
+            });
+        }
         if i.bandwidth_bits_per_s == Some(0) {
             return Err(ConfigError::ZeroBandwidth {
                 field: format!("{field}.bandwidth_bits_per_s"),
@@ -919,6 +927,21 @@ mod tests {
     #[test]
     fn a_sound_config_validates() {
         assert_eq!(two_hosts().validate(), Ok(()));
+    }
+
+    #[test]
+    fn reordering_needs_a_delay() {
+        let mut c = two_hosts();
+        c.hosts[0].link.to_segment.reorder_probability = 0.1;
+        let located = c.validate_located().unwrap_err();
+        assert!(
+            matches!(located.1, ConfigError::ReorderWithoutDelay { .. }),
+            "{}",
+            located.1
+        );
+        assert_eq!(located.0.to_string(), "hosts[0].link.to_segment");
+        c.hosts[0].link.to_segment.reorder_delay_us = 500;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

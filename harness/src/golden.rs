@@ -86,6 +86,9 @@ pub fn compare_capture(path: &Path, actual: &[u8]) -> Result<(), GoldenMismatch>
             if e.time_us != a.time_us {
                 let _ = writeln!(detail, "  time: {} vs {} µs", e.time_us, a.time_us);
             }
+            for line in field_differences(&e.data, &a.data) {
+                let _ = writeln!(detail, "  {line}");
+            }
             if let Some(byte) = e.data.iter().zip(&a.data).position(|(x, y)| x != y) {
                 let _ = writeln!(
                     detail,
@@ -225,4 +228,133 @@ pub fn compare_snapshot(path: &Path, actual: &str) -> Result<(), GoldenMismatch>
         path: path.to_path_buf(),
         detail,
     })
+}
+
+/// The header fields of a frame that a reader compares, by name, as text.
+fn frame_fields(frame: &[u8]) -> Vec<(&'static str, String)> {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+    let mut fields = Vec::new();
+    let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
+        return fields;
+    };
+    if let Some(LinkSlice::Ethernet2(eth)) = &packet.link {
+        fields.push(("eth.src", format!("{:02x?}", eth.source())));
+        fields.push(("eth.dst", format!("{:02x?}", eth.destination())));
+        fields.push(("eth.type", format!("{:#06x}", eth.ether_type().0)));
+    }
+    match &packet.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            fields.push(("ip.src", format!("{:?}", h.source_addr())));
+            fields.push(("ip.dst", format!("{:?}", h.destination_addr())));
+            fields.push(("ip.id", h.identification().to_string()));
+            fields.push(("ip.ttl", h.ttl().to_string()));
+            fields.push(("ip.len", h.total_len().to_string()));
+            fields.push(("ip.checksum", format!("{:#06x}", h.header_checksum())));
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            fields.push(("ip6.src", format!("{:?}", h.source_addr())));
+            fields.push(("ip6.dst", format!("{:?}", h.destination_addr())));
+            fields.push(("ip6.hlim", h.hop_limit().to_string()));
+            fields.push(("ip6.plen", h.payload_length().to_string()));
+        }
+        Some(LaxNetSlice::Arp(arp)) => {
+            fields.push(("arp.op", arp.operation().0.to_string()));
+            fields.push(("arp.sender", format!("{:02x?}", arp.sender_protocol_addr())));
+            fields.push(("arp.target", format!("{:02x?}", arp.target_protocol_addr())));
+        }
+        None => {}
+    }
+    match &packet.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            fields.push(("tcp.sport", t.source_port().to_string()));
+            fields.push(("tcp.dport", t.destination_port().to_string()));
+            fields.push(("tcp.seq", t.sequence_number().to_string()));
+            fields.push(("tcp.ack", t.acknowledgment_number().to_string()));
+            let flags = [
+                (t.syn(), 'S'),
+                (t.fin(), 'F'),
+                (t.rst(), 'R'),
+                (t.psh(), 'P'),
+                (t.ack(), '.'),
+                (t.urg(), 'U'),
+            ];
+            let flags: String = flags.iter().filter(|(on, _)| *on).map(|(_, c)| c).collect();
+            fields.push(("tcp.flags", flags));
+            fields.push(("tcp.window", t.window_size().to_string()));
+            fields.push(("tcp.options", format!("{:02x?}", t.options())));
+            fields.push(("tcp.checksum", format!("{:#06x}", t.checksum())));
+            fields.push(("tcp.payload_len", t.payload().len().to_string()));
+        }
+        Some(TransportSlice::Udp(u)) => {
+            fields.push(("udp.sport", u.source_port().to_string()));
+            fields.push(("udp.dport", u.destination_port().to_string()));
+            fields.push(("udp.len", u.length().to_string()));
+            fields.push(("udp.checksum", format!("{:#06x}", u.checksum())));
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            fields.push(("icmp.type", i.type_u8().to_string()));
+            fields.push(("icmp.code", i.code_u8().to_string()));
+            fields.push(("icmp.checksum", format!("{:#06x}", i.checksum())));
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            fields.push(("icmp6.type", i.type_u8().to_string()));
+            fields.push(("icmp6.code", i.code_u8().to_string()));
+            fields.push(("icmp6.checksum", format!("{:#06x}", i.checksum())));
+        }
+        _ => {}
+    }
+    fields
+}
+
+/// One line per header field that differs between two frames, `name: golden -> actual`.
+pub fn field_differences(golden: &[u8], actual: &[u8]) -> Vec<String> {
+    let (g, a) = (frame_fields(golden), frame_fields(actual));
+    let mut out = Vec::new();
+    for (name, value) in &g {
+        match a.iter().find(|(n, _)| n == name) {
+            Some((_, other)) if other == value => {}
+            Some((_, other)) => out.push(format!("{name}: {value} -> {other}")),
+            None => out.push(format!("{name}: {value} -> (absent)")),
+        }
+    }
+    for (name, value) in &a {
+        if !g.iter().any(|(n, _)| n == name) {
+            out.push(format!("{name}: (absent) -> {value}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp(seq: u32, window: u16) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(5000, 80, seq, window)
+            .ack(7);
+        let mut out = Vec::new();
+        builder.write(&mut out, &[1, 2, 3]).expect("a valid frame");
+        out
+    }
+
+    #[test]
+    fn differing_fields_are_named() {
+        let diffs = field_differences(&tcp(1, 100), &tcp(2, 100));
+        assert!(diffs.contains(&"tcp.seq: 1 -> 2".to_string()), "{diffs:?}");
+        assert!(
+            diffs.iter().any(|d| d.starts_with("tcp.checksum")),
+            "{diffs:?}"
+        );
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(field_differences(&tcp(1, 100), &tcp(1, 100)).is_empty());
+        assert_eq!(
+            field_differences(&tcp(1, 100), &[0u8; 3]).len(),
+            frame_fields(&tcp(1, 100)).len()
+        );
+    }
 }
