@@ -1,4 +1,4 @@
-//! wirelab's command line (`cargo xtask ...`): run the scenario library, bless goldens, and benchmark.
+//! wirelab's command line (`cargo xtask ...`): run the scenario library, bless goldens, benchmark, and fuzz.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 mod scenarios;
 
 #[derive(Parser)]
@@ -55,6 +56,22 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Build the cargo-fuzz targets (on stable) and fuzz them; print exec/s and coverage.
+    Fuzz {
+        /// One target (decode_frame, checksum_agreement, smoltcp_ingress, scenario_parse,
+        /// pcap_read, simulation); all of them when left out.
+        target: Option<String>,
+        /// Seconds of fuzzing per target.
+        #[arg(long = "time", default_value_t = 60)]
+        time_s: u64,
+        /// Targets fuzzed at once (one core each).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Regenerate the seed corpora (fuzz/corpus/<target>/seed-*) and dictionaries from the
+        /// golden captures and scenario files, and fuzz nothing.
+        #[arg(long)]
+        write_seeds: bool,
+    },
     /// Regenerate scenarios/schema.json, the JSON Schema of scenario files, from the types.
     Schema,
     /// Internal: run one benchmark workload in this process and print its figures as JSON.
@@ -85,6 +102,17 @@ fn main() -> ExitCode {
             quick,
             filter,
         } => bench::run(json, quick, filter).map(|()| ExitCode::SUCCESS),
+        Command::Fuzz {
+            target,
+            time_s,
+            jobs,
+            write_seeds,
+        } => fuzz::run(fuzz::Options {
+            target,
+            time_s,
+            jobs,
+            write_seeds,
+        }),
         Command::Schema => scenarios::write_schema().map(|()| ExitCode::SUCCESS),
         Command::BenchOne { name, scale } => {
             bench::run_one(&name, scale).map(|()| ExitCode::SUCCESS)
