@@ -13,4 +13,5 @@ pub mod oracle;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
+pub mod tap;
 pub mod trace;

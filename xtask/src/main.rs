@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod scenarios;
+mod tap;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +57,22 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Expose a smoltcp host on a TAP device in a namespace of wirelab's own (root and
+    /// /dev/net/tun needed), in real time, for ping, curl, tcpdump and friends.
+    Tap {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Bytes the TCP server on port 7 sends to every connection.
+        #[arg(long, default_value_t = 1000)]
+        reply_bytes: u64,
+        /// Write every frame to this pcap file at the end.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// The host's seed (ISNs, ephemeral ports).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Build the cargo-fuzz targets (on stable) and fuzz them; print exec/s and coverage.
     Fuzz {
         /// One target (decode_frame, checksum_agreement, smoltcp_ingress, scenario_parse,
@@ -102,6 +119,18 @@ fn main() -> ExitCode {
             quick,
             filter,
         } => bench::run(json, quick, filter).map(|()| ExitCode::SUCCESS),
+        Command::Tap {
+            seconds,
+            reply_bytes,
+            pcap,
+            seed,
+        } => tap::run(tap::Options {
+            seconds,
+            reply_bytes,
+            pcap,
+            seed,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Fuzz {
             target,
             time_s,

@@ -1,0 +1,312 @@
+//! Real network devices: a network namespace of wirelab's own with a TAP device in it, and a real-time loop that connects a stack to it. The only harness module that reads the wall clock.
+//!
+//! Everything here happens inside a namespace wirelab creates (named `wirelab-<pid>-<n>`) and
+//! removes on every exit path: [`Namespace`] deletes it when dropped, which also happens while
+//! a panic unwinds, and `cargo xtask tap` drops it on Ctrl-C. Only addresses inside that
+//! namespace are ever configured; no interface outside it is touched.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use stack::{FrameQueue, Stack};
+
+/// Why a real device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("{0}")]
+    Missing(String),
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// What this machine lacks for namespaces and TAP devices, in one line with the fix; `None`
+/// when everything is there.
+pub fn missing_requirements() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "not root: network namespaces and TAP devices need root (run as root, e.g. with sudo)"
+                .to_string(),
+        );
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Some(
+            "/dev/net/tun is missing: load the tun module (modprobe tun) or give the container the device"
+                .to_string(),
+        );
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("the `ip` command is missing: apt-get install iproute2".to_string());
+    }
+    None
+}
+
+fn run(command: &mut Command) -> Result<Output, TapError> {
+    let shown = format!("{command:?}");
+    let output = command.output().map_err(|source| TapError::Io {
+        what: format!("starting {shown}"),
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(TapError::Command {
+            command: shown,
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(output)
+}
+
+/// A network namespace wirelab created; removed (with every device in it) when dropped.
+pub struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    /// Creates a fresh namespace named after this process, with its loopback up.
+    pub fn create() -> Result<Namespace, TapError> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "wirelab-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let namespace = Namespace { name };
+        namespace.ip(&["link", "set", "lo", "up"])?;
+        Ok(namespace)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Runs `ip <args>` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<Output, TapError> {
+        run(self.command("ip").args(args))
+    }
+
+    /// Opens a TAP device called `device` inside the namespace, non-blocking.
+    pub fn open_tap(&self, device: &str) -> Result<TapDevice, TapError> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let netns = File::open(&path).map_err(|source| TapError::Io {
+            what: format!("opening {path}"),
+            source,
+        })?;
+        let device_name = device.to_string();
+        // A TAP device is created in the network namespace of the thread that creates it:
+        // a short-lived thread enters the namespace, creates it and hands the descriptor back.
+        let fd = std::thread::spawn(move || -> Result<OwnedFd, TapError> {
+            // SAFETY: setns only changes this thread's namespace; `netns` is a valid descriptor.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(TapError::Io {
+                    what: "entering the namespace".into(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            open_tun(&device_name)
+        })
+        .join()
+        .map_err(|_| TapError::Missing("the thread creating the TAP device panicked".into()))??;
+        self.ip(&["link", "set", device, "up"])?;
+        Ok(TapDevice {
+            file: File::from(fd),
+            name: device.to_string(),
+        })
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the TAP device inside it too.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Names of the namespaces wirelab's processes created that still exist (for tests and for
+/// cleaning up after a process that was killed outright).
+pub fn leftover_namespaces() -> Vec<String> {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("wirelab-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deletes wirelab namespaces whose process no longer runs (one killed outright, which no
+/// cleanup can survive); returns their names.
+pub fn remove_stale_namespaces() -> Vec<String> {
+    let mut removed = Vec::new();
+    for name in leftover_namespaces() {
+        let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let deleted = Command::new("ip")
+            .args(["netns", "del", &name])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if deleted {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+fn open_tun(device: &str) -> Result<OwnedFd, TapError> {
+    let path = CString::new("/dev/net/tun").expect("no NUL in a literal");
+    // SAFETY: a valid C string and flags; the result is checked.
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(TapError::Io {
+            what: "opening /dev/net/tun".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `raw` is a descriptor we just opened and own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut request = [0u8; 40];
+    let name = device.as_bytes();
+    if name.is_empty() || name.len() >= 16 {
+        return Err(TapError::Missing(format!(
+            "`{device}` is not a valid interface name (1 to 15 bytes)"
+        )));
+    }
+    request[..name.len()].copy_from_slice(name);
+    let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as u16;
+    request[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `request` is large enough for.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, request.as_mut_ptr()) } < 0 {
+        return Err(TapError::Io {
+            what: format!("creating TAP device {device}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(fd)
+}
+
+/// A TAP device: whole Ethernet frames in and out.
+pub struct TapDevice {
+    file: File,
+    name: String,
+}
+
+impl TapDevice {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits up to `timeout` for a frame to arrive; true when one can be read.
+    pub fn wait_readable(&self, timeout: Duration) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut poll, 1, millis) > 0 }
+    }
+
+    /// Reads one frame into `buf`; `None` when none is waiting.
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.file.read(buf).ok().filter(|&n| n > 0)
+    }
+
+    pub fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(frame)
+    }
+}
+
+/// Sees every frame in either direction, with its time in microseconds since the start.
+pub type FrameObserver<'a> = &'a mut dyn FnMut(u64, &[u8]);
+
+/// Connects a stack to a TAP device in real time: frames from the kernel go into the stack,
+/// frames from the stack go to the kernel, and `act` runs after every poll with the time in
+/// microseconds since the start. Returns when `keep_going` says so (it is asked at least every
+/// 50 ms).
+pub struct RealTimeLink<'a> {
+    pub tap: &'a mut TapDevice,
+    /// Every frame in either direction, with its time since the start (for captures).
+    pub on_frame: Option<FrameObserver<'a>>,
+}
+
+impl RealTimeLink<'_> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a real device runs in real time; this is the one place the harness reads the clock"
+    )]
+    pub fn run(
+        &mut self,
+        stack: &mut dyn Stack,
+        act: &mut dyn FnMut(u64, &mut dyn Stack) -> bool,
+        keep_going: &mut dyn FnMut(u64) -> bool,
+    ) {
+        let start = Instant::now();
+        let mut egress = FrameQueue::default();
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let now_us = start.elapsed().as_micros() as u64;
+            if !keep_going(now_us) {
+                break;
+            }
+            while let Some(n) = self.tap.read_frame(&mut buf) {
+                if let Some(on_frame) = self.on_frame.as_mut() {
+                    on_frame(now_us, &buf[..n]);
+                }
+                stack.receive(&buf[..n]);
+            }
+            // Poll, let the applications act, and poll again while they keep acting.
+            for _ in 0..64 {
+                stack.poll(now_us, &mut egress);
+                let acted = act(now_us, stack);
+                for index in 0..egress.len() {
+                    let frame = egress.get(index);
+                    if let Some(on_frame) = self.on_frame.as_mut() {
+                        on_frame(now_us, frame);
+                    }
+                    let _ = self.tap.write_frame(frame);
+                }
+                egress.clear();
+                if !acted {
+                    break;
+                }
+            }
+            let wait_us = stack
+                .poll_at(now_us)
+                .map_or(50_000, |at| at.saturating_sub(now_us))
+                .min(50_000);
+            self.tap.wait_readable(Duration::from_micros(wait_us));
+        }
+    }
+}

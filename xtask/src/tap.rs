@@ -1,0 +1,124 @@
+//! `cargo xtask tap`: a smoltcp host on a TAP device in a namespace of wirelab's own, for people to ping, curl or capture with their own tools, in real time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use harness::apps::{build, AppConfig};
+use harness::capture::{CaptureFormat, CaptureWriter};
+use harness::tap::{missing_requirements, remove_stale_namespaces, Namespace, RealTimeLink};
+use stack::smoltcp::SmoltcpStack;
+use stack::{MacAddr, Stack, StackConfig};
+
+pub struct Options {
+    pub seconds: Option<u64>,
+    pub reply_bytes: u64,
+    pub pcap: Option<PathBuf>,
+    pub seed: u64,
+}
+
+/// The kernel's side of the TAP device and the smoltcp host, inside the namespace only.
+const KERNEL_CIDR: &str = "10.77.0.1/24";
+const HOST_IP: &str = "10.77.0.2";
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    if let Some(missing) = missing_requirements() {
+        bail!("cannot create a TAP device: {missing}");
+    }
+    for name in remove_stale_namespaces() {
+        eprintln!("removed {name}, left behind by a process that no longer runs");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    // Dropped on every way out of this function, panics included: the namespace and the
+    // TAP device in it go away.
+    let namespace = Namespace::create()?;
+    let mut tap = namespace.open_tap("wl0")?;
+    namespace.ip(&["addr", "add", KERNEL_CIDR, "dev", "wl0"])?;
+
+    let mut config = StackConfig::new("tap-host", MacAddr::local_from_index(2), options.seed);
+    config.ipv4 = Some((HOST_IP.parse()?, 24));
+    let mut stack: Box<dyn Stack> = Box::new(SmoltcpStack::new(config));
+    let mut apps = vec![
+        build(
+            &AppConfig::UdpEchoServer {
+                host: "tap-host".into(),
+                port: 7,
+            },
+            1,
+        ),
+        build(
+            &AppConfig::TcpServer {
+                host: "tap-host".into(),
+                port: 7,
+                echo: false,
+                backlog: 16,
+                reply_bytes: options.reply_bytes,
+                read_from_us: 0,
+                close_at_us: None,
+            },
+            2,
+        ),
+    ];
+    let ns = namespace.name().to_string();
+    println!("smoltcp host {HOST_IP} (MAC {}) on TAP device wl0 in namespace {ns}; the kernel side is {KERNEL_CIDR}.", MacAddr::local_from_index(2));
+    println!("It answers ping, echoes UDP on port 7, and sends {} bytes of wirelab's pattern to every TCP connection on port 7. Try:", options.reply_bytes);
+    println!("  ip netns exec {ns} ping {HOST_IP}");
+    println!(
+        "  ip netns exec {ns} bash -c 'exec 3<>/dev/udp/{HOST_IP}/7; echo hello >&3; head -1 <&3'"
+    );
+    println!("  ip netns exec {ns} curl -s --http0.9 http://{HOST_IP}:7/ | wc -c");
+    println!("  ip netns exec {ns} tcpdump -ni wl0");
+    match options.seconds {
+        Some(s) => println!("Running for {s} s (or until Ctrl-C)."),
+        None => println!("Running until Ctrl-C."),
+    }
+
+    let mut capture = options
+        .pcap
+        .as_ref()
+        .map(|_| CaptureWriter::to_memory(CaptureFormat::Pcap, 65_535, "wl0"));
+    let mut frames = 0u64;
+    let mut on_frame = |time_us: u64, frame: &[u8]| {
+        frames += 1;
+        if let Some(writer) = capture.as_mut() {
+            let _ = writer.write_frame(time_us, frame, None);
+        }
+    };
+    let limit_us = options.seconds.map(|s| s.saturating_mul(1_000_000));
+    RealTimeLink {
+        tap: &mut tap,
+        on_frame: Some(&mut on_frame),
+    }
+    .run(
+        stack.as_mut(),
+        &mut |now_us, stack| {
+            let mut acted = false;
+            for app in &mut apps {
+                acted |= app.act(now_us, stack);
+            }
+            acted
+        },
+        &mut |now_us| !stop.load(Ordering::SeqCst) && limit_us.is_none_or(|l| now_us < l),
+    );
+    println!("{frames} frames; removing namespace {ns}");
+    if let (Some(path), Some(writer)) = (&options.pcap, capture) {
+        let bytes = writer
+            .finish()
+            .context("finishing the capture")?
+            .context("the capture is in memory")?;
+        harness::golden::write_atomic(path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("capture written to {}", path.display());
+    }
+    for app in &apps {
+        let report = app.report();
+        println!("{} {}: {:?}", report.host, report.kind, report.counters);
+    }
+    Ok(())
+}
