@@ -272,7 +272,7 @@ fn epoch_us(text: &str) -> Option<u64> {
 #[test]
 fn tshark_reads_pcap_and_pcapng_cleanly_with_comments() {
     let Some(version) = tshark_version() else {
-        println!("skipped: tshark not found (install it with: apt-get install tshark)");
+        harness::skip_test("tshark not found (install it with: apt-get install tshark)");
         return;
     };
     eprintln!("checking with {version}");

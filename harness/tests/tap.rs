@@ -79,11 +79,11 @@ fn against_smoltcp(script: &str) -> (bool, String) {
 #[test]
 fn the_kernel_talks_to_a_smoltcp_host_over_tap() {
     if let Some(missing) = missing_requirements() {
-        println!("skipped: {missing}");
+        harness::skip_test(&missing);
         return;
     }
     if Command::new("ping").arg("-V").output().is_err() {
-        println!("skipped: ping is missing: apt-get install iputils-ping");
+        harness::skip_test("ping is missing: apt-get install iputils-ping");
         return;
     }
     let (ok, out) = against_smoltcp(&format!("ping -c 3 -i 0.2 -W 2 {STACK_IP}"));

@@ -16,7 +16,7 @@ fn tshark_available() -> bool {
 #[test]
 fn tshark_reads_every_capture_cleanly() {
     if !tshark_available() {
-        println!("skipped: tshark not found (install it with: apt-get install tshark)");
+        harness::skip_test("tshark not found (install it with: apt-get install tshark)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("wirelab-tshark-{}", std::process::id()));
