@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 mod frames;
+pub mod lwip;
 pub mod smoltcp;
 
 pub use frames::FrameQueue;
