@@ -70,8 +70,11 @@ pub struct SegmentConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StackKind {
+    /// smoltcp 0.14, built into wirelab.
     #[default]
     Smoltcp,
+    /// Debian's lwIP 2.1.3 (`apt-get install liblwip-dev liblwip0`), one private copy per host.
+    Lwip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 
+use stack::lwip::LwipStack;
 use stack::smoltcp::SmoltcpStack;
 use stack::{CongestionControl, FrameQueue, MacAddr, Stack, StackConfig};
 
@@ -131,6 +132,12 @@ pub enum RunError {
         kind: &'static str,
         host: String,
         suggestion: Option<String>,
+    },
+    #[error("host `{host}`: {source}")]
+    Stack {
+        host: String,
+        #[source]
+        source: stack::lwip::LwipError,
     },
     #[error("capture of segment `{segment}`: {source}")]
     Capture {
@@ -467,6 +474,14 @@ impl World {
             stack_config.datagram_queue_bytes = datagram_queue_bytes;
             let mut stack: Box<dyn Stack> = match host.stack {
                 StackKind::Smoltcp => Box::new(SmoltcpStack::new(stack_config)),
+                StackKind::Lwip => {
+                    Box::new(
+                        LwipStack::new(stack_config).map_err(|source| RunError::Stack {
+                            host: host.name.clone(),
+                            source,
+                        })?,
+                    )
+                }
             };
             if let Some(wrap) = &options.wrap_stack {
                 stack = wrap(stack);
