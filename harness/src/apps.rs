@@ -806,6 +806,11 @@ impl TcpClient {
     fn finish_now(&mut self, now_us: u64) {
         self.done = true;
         self.report.done_at_us = Some(now_us);
+        self.note_counters();
+    }
+
+    /// The report shows the counts so far, also for a connection that never finishes.
+    fn note_counters(&mut self) {
         self.report.counters.insert("bytes_sent", self.sent);
         self.report.counters.insert("bytes_received", self.received);
         self.report.counters.insert("bytes_verified", self.verified);
@@ -912,6 +917,8 @@ impl App for TcpClient {
         // ends in CLOSED, handled above.
         if self.finishing && state == TcpState::TimeWait {
             self.finish_now(now_us);
+        } else if acted {
+            self.note_counters();
         }
         acted
     }

@@ -16,7 +16,7 @@ use crate::oracle::{self, Violation};
 use crate::scenario::{
     describe, ArpKind, Bounds, Expectation, IcmpKind, PacketMatch, Protocol, Scenario,
 };
-use crate::sim::{run, RunError, RunOptions, RunReport};
+use crate::sim::{run, Outcome, RunError, RunOptions, RunReport};
 use crate::trace::{format_time, TraceKind};
 
 /// The verdict on one expectation.
@@ -127,7 +127,15 @@ pub fn check(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Che
     let mut expectations = Vec::new();
     for (expectation, app) in scenario.expectations.iter().zip(&scenario.expectation_apps) {
         let app = app.and_then(|a| report.apps.get(a));
-        let (passed, observed) = judge(expectation, app, &frames, &macs, scenario, &violations);
+        let (passed, observed) = judge(
+            expectation,
+            app,
+            &frames,
+            &macs,
+            scenario,
+            &violations,
+            &report.outcome,
+        );
         expectations.push(ExpectationResult {
             expectation: describe(expectation),
             passed,
@@ -136,7 +144,11 @@ pub fn check(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Che
     }
 
     let mut problems = Vec::new();
-    if !report.outcome.is_success() {
+    let outcome_checked = scenario
+        .expectations
+        .iter()
+        .any(|e| matches!(e, Expectation::Outcome { .. }));
+    if !outcome_checked && !report.outcome.is_success() {
         problems.push(format!("the run {}", report.outcome));
     }
     for result in expectations.iter().filter(|r| !r.passed) {
@@ -183,6 +195,17 @@ pub fn check(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Che
         violations,
         problems,
     })
+}
+
+/// The name `outcome` checks use for how a run ended.
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Completed => "completed",
+        Outcome::Stalled => "stalled",
+        Outcome::TimeLimit { .. } => "time_limit",
+        Outcome::StepLimit { .. } => "step_limit",
+        Outcome::StackPanic { .. } => "stack_panic",
+    }
 }
 
 /// What matchers need to know about one frame on the wire.
@@ -384,6 +407,7 @@ fn judge(
     macs: &[MacAddr],
     scenario: &Scenario,
     violations: &[Violation],
+    report_outcome: &Outcome,
 ) -> (bool, String) {
     let no_app = || (false, "the application did not run".to_string());
     match expectation {
@@ -476,6 +500,10 @@ fn judge(
             } else {
                 (true, format!("{asked} answered"))
             }
+        }
+        Expectation::Outcome { outcome } => {
+            let name = outcome_name(report_outcome);
+            (name == outcome, report_outcome.to_string())
         }
         Expectation::Finding {
             rule,

@@ -181,6 +181,10 @@ pub enum Expectation {
         answer: PacketMatch,
         within_us: u64,
     },
+    /// How the run must end: `completed` (the default when no `outcome` check is given),
+    /// `stalled`, `time_limit`, `step_limit` or `stack_panic`. A scenario that records a stack
+    /// hanging expects `stalled` and says why in its description.
+    Outcome { outcome: String },
     /// A known finding: the trace oracle `rule` fires this many times, because the stack breaks
     /// `requirement`. Those violations are reported but do not fail the run; any other
     /// violation still does.
@@ -306,6 +310,15 @@ pub fn known_counters(kind: &str) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// How a run can end, as `outcome` checks name it.
+pub const OUTCOMES: [&str; 5] = [
+    "completed",
+    "stalled",
+    "time_limit",
+    "step_limit",
+    "stack_panic",
+];
 
 const TCP_STATES: [&str; 11] = [
     "CLOSED",
@@ -762,6 +775,22 @@ fn check_expectation(
             ))
         }
         Expectation::Error { .. } | Expectation::Done { .. } => Ok(()),
+        Expectation::Outcome { outcome } => {
+            if OUTCOMES.contains(&outcome.as_str()) {
+                Ok(())
+            } else {
+                let hint = closest(outcome, OUTCOMES)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err((
+                    "outcome",
+                    format!(
+                        "`{outcome}` is not a run outcome{hint} (one of {})",
+                        OUTCOMES.join(", ")
+                    ),
+                ))
+            }
+        }
         Expectation::Packets {
             matching,
             equals,
@@ -956,6 +985,9 @@ pub fn describe(expectation: &Expectation) -> String {
                 describe_match(matching),
                 describe_match(answer)
             );
+        }
+        Expectation::Outcome { outcome } => {
+            let _ = write!(out, "the run ends {outcome}");
         }
         Expectation::Finding {
             rule,

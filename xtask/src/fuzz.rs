@@ -72,7 +72,10 @@ pub fn run(options: Options) -> Result<ExitCode> {
         None => TARGETS.iter().map(|t| t.to_string()).collect(),
     };
     ensure_cargo_fuzz()?;
-    println!("== building the fuzz targets (stable: cargo fuzz build {})", CARGO_FUZZ_FLAGS.join(" "));
+    println!(
+        "== building the fuzz targets (stable: cargo fuzz build {})",
+        CARGO_FUZZ_FLAGS.join(" ")
+    );
     let status = Command::new("cargo")
         .arg("fuzz")
         .arg("build")
