@@ -20,7 +20,7 @@ use crate::sim::{run, Outcome, RunError, RunOptions, RunReport};
 use crate::trace::{format_time, TraceKind};
 
 /// The verdict on one expectation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ExpectationResult {
     pub expectation: String,
     pub passed: bool,

@@ -44,6 +44,21 @@ enum Command {
         /// Rewrite the goldens with what this run produced.
         #[arg(long)]
         bless: bool,
+        /// Run every host on this stack (smoltcp or lwip) instead of the scenario's own; each
+        /// run goes in a child process, so a stack that aborts fails only its run.
+        #[arg(long, value_parser = scenarios::parse_stack)]
+        stack: Option<harness::config::StackKind>,
+    },
+    /// Internal: run one scenario in this process and print its result as JSON.
+    #[command(hide = true)]
+    ScenarioChild {
+        name: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, value_parser = scenarios::parse_stack)]
+        stack: harness::config::StackKind,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Measure the simulator against its baselines and targets (release build).
     Bench {
@@ -106,6 +121,7 @@ fn main() -> ExitCode {
             jobs,
             out,
             bless,
+            stack,
         } => scenarios::run(scenarios::Options {
             filter,
             seed,
@@ -113,7 +129,14 @@ fn main() -> ExitCode {
             jobs,
             out,
             bless,
+            stack,
         }),
+        Command::ScenarioChild {
+            name,
+            seed,
+            stack,
+            out,
+        } => scenarios::child(&name, seed, stack, &out).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             json,
             quick,

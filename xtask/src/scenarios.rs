@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use harness::check::{check, Checked, ExpectationResult};
+use harness::config::StackKind;
 use harness::golden::{
     compare_capture, compare_snapshot, golden_paths, snapshot_file_text, write_atomic,
 };
@@ -12,7 +13,7 @@ use harness::scenario::{discover, load, Scenario};
 use harness::sim::RunOptions;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub struct Options {
     pub filter: Option<String>,
@@ -21,9 +22,11 @@ pub struct Options {
     pub jobs: Option<usize>,
     pub out: PathBuf,
     pub bless: bool,
+    /// Run every host on this stack instead of the one its scenario names.
+    pub stack: Option<StackKind>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct RunSummary {
     name: String,
     seed: u64,
@@ -35,6 +38,8 @@ struct RunSummary {
     frames_delivered: u64,
     trace_hash: String,
     expectations: Vec<ExpectationResult>,
+    /// Left empty by runs in a child process.
+    #[serde(skip_deserializing)]
     apps: Vec<harness::apps::AppReport>,
 }
 
@@ -110,13 +115,15 @@ fn run_one(
     out: &Path,
     bless: bool,
     write_artifacts: bool,
+    goldens: bool,
 ) -> anyhow::Result<Judged> {
     let checked: Checked = check(scenario, seed, &RunOptions::default())
         .with_context(|| format!("scenario {}", scenario.name))?;
     let mut problems = checked.problems.clone();
     let mut blessed = Vec::new();
     let snapshot = checked.snapshot();
-    let at_golden_seed = seed == scenario.config.seed;
+    // Goldens are recorded with each scenario's own stacks, at its own seed.
+    let at_golden_seed = goldens && seed == scenario.config.seed;
     let segments: Vec<String> = checked
         .report
         .captures
@@ -133,7 +140,7 @@ fn run_one(
         &segments,
         extension,
     );
-    let dir = if at_golden_seed {
+    let dir = if seed == scenario.config.seed {
         out.join(&scenario.name)
     } else {
         out.join(&scenario.name).join(format!("seed-{seed}"))
@@ -220,6 +227,12 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f)))
         .collect();
+    if options.stack == Some(StackKind::Lwip) {
+        if let Err(missing) = stack::lwip::available() {
+            eprintln!("error: --stack lwip: {missing}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     if scenarios.is_empty() {
         eprintln!(
             "error: no scenario matches the filter {:?}; scenario names are paths under scenarios/, like tcp/handshake",
@@ -230,6 +243,10 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     let seeds = options.seeds.unwrap_or(1);
     if seeds == 0 {
         eprintln!("error: --seeds must be at least 1");
+        return Ok(ExitCode::from(2));
+    }
+    if options.bless && options.stack.is_some() {
+        eprintln!("error: goldens are recorded with each scenario's own stacks; leave out --stack to bless");
         return Ok(ExitCode::from(2));
     }
     if options.bless && (seeds > 1 || options.seed.is_some()) {
@@ -264,7 +281,10 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     let results: Vec<anyhow::Result<Judged>> = pool.install(|| {
         jobs.par_iter()
             .map(|(s, seed)| {
-                let result = run_one(s, *seed, &options.out, options.bless, write_artifacts);
+                let result = match options.stack {
+                    None => run_one(s, *seed, &options.out, options.bless, write_artifacts, true),
+                    Some(stack) => run_in_child(s, *seed, stack, &options.out),
+                };
                 progress.inc(1);
                 result
             })
@@ -333,5 +353,111 @@ pub fn write_schema() -> anyhow::Result<()> {
     write_atomic(&path, harness::scenario::json_schema().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn stack_name(stack: StackKind) -> &'static str {
+    match stack {
+        StackKind::Smoltcp => "smoltcp",
+        StackKind::Lwip => "lwip",
+    }
+}
+
+/// Parses `--stack`.
+pub fn parse_stack(text: &str) -> Result<StackKind, String> {
+    match text {
+        "smoltcp" => Ok(StackKind::Smoltcp),
+        "lwip" => Ok(StackKind::Lwip),
+        other => Err(format!("`{other}` is not a stack: smoltcp or lwip")),
+    }
+}
+
+/// The scenario with every host on `stack`.
+fn on_stack(scenario: &Scenario, stack: StackKind) -> Scenario {
+    let mut scenario = scenario.clone();
+    for host in &mut scenario.config.hosts {
+        host.stack = stack;
+    }
+    scenario
+}
+
+/// Runs one scenario in a child process of this program, so that a stack that aborts the
+/// process (an lwIP assertion calls `abort()`) fails that run, with its seed and message,
+/// while the other runs go on.
+fn run_in_child(
+    scenario: &Scenario,
+    seed: u64,
+    stack: StackKind,
+    out: &Path,
+) -> anyhow::Result<Judged> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let out = out.join(stack_name(stack));
+    let output = std::process::Command::new(exe)
+        .args([
+            "scenario-child",
+            &scenario.name,
+            "--seed",
+            &seed.to_string(),
+        ])
+        .args(["--stack", stack_name(stack), "--out"])
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("starting a child process")?;
+    let reproduce = format!(
+        "reproduce: cargo xtask scenarios --stack {} --filter {} --seed {seed}",
+        stack_name(stack),
+        scenario.name
+    );
+    if output.status.success() {
+        let summary: RunSummary =
+            serde_json::from_slice(&output.stdout).context("reading the child's result")?;
+        return Ok(Judged {
+            summary,
+            blessed: Vec::new(),
+        });
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last_lines: Vec<&str> = stderr.lines().rev().take(5).collect();
+    let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
+        Some(signal) => format!("the process died of signal {signal}"),
+        None => format!("the process exited with {}", output.status),
+    };
+    Ok(Judged {
+        summary: RunSummary {
+            name: scenario.name.clone(),
+            seed,
+            passed: false,
+            outcome: format!("aborted: {how}"),
+            problems: vec![
+                format!(
+                    "{how} running on {}; its last words:\n{}",
+                    stack_name(stack),
+                    last_lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ),
+                reproduce,
+            ],
+            end_time_us: 0,
+            frames_emitted: 0,
+            frames_delivered: 0,
+            trace_hash: String::new(),
+            expectations: Vec::new(),
+            apps: Vec::new(),
+        },
+        blessed: Vec::new(),
+    })
+}
+
+/// The child side of [`run_in_child`]: runs one scenario on `stack` and prints its summary as
+/// JSON on standard output.
+pub fn child(name: &str, seed: u64, stack: StackKind, out: &Path) -> anyhow::Result<()> {
+    let scenarios =
+        load_all(&workspace_root()).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+    let scenario = scenarios
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no scenario called {name}"))?;
+    let judged = run_one(&on_stack(scenario, stack), seed, out, false, true, false)?;
+    println!("{}", serde_json::to_string(&judged.summary)?);
     Ok(())
 }
