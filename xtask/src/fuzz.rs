@@ -31,6 +31,10 @@ pub struct Options {
     pub time_s: u64,
     pub jobs: usize,
     pub write_seeds: bool,
+    /// A fixed number of executions per target and a fixed libFuzzer seed: the same inputs on
+    /// every machine, so that a smoke run in CI passes or fails the same way every time.
+    pub runs: Option<u64>,
+    pub seed: Option<u64>,
 }
 
 /// What one campaign did, from libFuzzer's output.
@@ -103,7 +107,14 @@ pub fn run(options: Options) -> Result<ExitCode> {
                 let Some(target) = queue.lock().expect("queue lock").next() else {
                     break;
                 };
-                let result = campaign(&fuzz_dir, &log_dir, &target, options.time_s);
+                let result = campaign(
+                    &fuzz_dir,
+                    &log_dir,
+                    &target,
+                    options.time_s,
+                    options.runs,
+                    options.seed,
+                );
                 match &result {
                     Ok(r) => println!("{}", summary_line(r)),
                     Err(e) => println!("{target}: error: {e:#}"),
@@ -219,7 +230,14 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
 
 /// Runs one target for `time_s` seconds on its corpus (`fuzz/corpus/<target>/`, grown in
 /// place; only the `seed-*` files are committed) and parses libFuzzer's output.
-fn campaign(fuzz_dir: &Path, log_dir: &Path, target: &str, time_s: u64) -> Result<CampaignResult> {
+fn campaign(
+    fuzz_dir: &Path,
+    log_dir: &Path,
+    target: &str,
+    time_s: u64,
+    runs: Option<u64>,
+    seed: Option<u64>,
+) -> Result<CampaignResult> {
     let corpus = fuzz_dir.join("corpus").join(target);
     std::fs::create_dir_all(&corpus).context("creating the corpus directory")?;
     let mut args: Vec<String> = vec![
@@ -227,6 +245,12 @@ fn campaign(fuzz_dir: &Path, log_dir: &Path, target: &str, time_s: u64) -> Resul
         "-print_final_stats=1".into(),
         "-timeout=30".into(),
     ];
+    if let Some(runs) = runs {
+        args.push(format!("-runs={runs}"));
+    }
+    if let Some(seed) = seed {
+        args.push(format!("-seed={seed}"));
+    }
     // The ingress and simulation inputs hold several whole frames or a long schedule.
     if matches!(target, "smoltcp_ingress" | "pcap_read") {
         args.push("-max_len=65536".into());

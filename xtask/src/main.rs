@@ -103,6 +103,13 @@ enum Command {
         /// golden captures and scenario files, and fuzz nothing.
         #[arg(long)]
         write_seeds: bool,
+        /// Stop each target after this many executions (with --seed, the same inputs on every
+        /// machine: what CI's smoke run uses, so that it passes or fails the same way).
+        #[arg(long)]
+        runs: Option<u64>,
+        /// libFuzzer's random seed.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Regenerate scenarios/schema.json, the JSON Schema of scenario files, from the types.
     Schema,
@@ -159,11 +166,15 @@ fn main() -> ExitCode {
             time_s,
             jobs,
             write_seeds,
+            runs,
+            seed,
         } => fuzz::run(fuzz::Options {
             target,
             time_s,
             jobs,
             write_seeds,
+            runs,
+            seed,
         }),
         Command::Schema => scenarios::write_schema().map(|()| ExitCode::SUCCESS),
         Command::BenchOne { name, scale } => {
