@@ -94,9 +94,16 @@ pub fn run(options: Options) -> Result<ExitCode> {
     let log_dir = root.join("target").join("wirelab-fuzz");
     std::fs::create_dir_all(&log_dir).context("creating target/wirelab-fuzz")?;
     println!(
-        "== fuzzing {} target(s), {} s each, {} at a time",
+        "== fuzzing {} target(s), {} each, {} at a time",
         targets.len(),
-        options.time_s,
+        match (options.runs, options.seed) {
+            (Some(runs), Some(seed)) => format!(
+                "{runs} executions from seed {seed} (at most {} s)",
+                options.time_s
+            ),
+            (Some(runs), None) => format!("{runs} executions (at most {} s)", options.time_s),
+            (None, _) => format!("{} s", options.time_s),
+        },
         options.jobs
     );
     let queue = Mutex::new(targets.clone().into_iter());
