@@ -13,9 +13,7 @@ use crate::apps::AppReport;
 use crate::capture::read_capture;
 use crate::decode::decode_frame;
 use crate::oracle::{self, Violation};
-use crate::scenario::{
-    describe, ArpKind, Bounds, Expectation, IcmpKind, PacketMatch, Protocol, Scenario,
-};
+use crate::scenario::{describe, ArpKind, Expectation, IcmpKind, PacketMatch, Protocol, Scenario};
 use crate::sim::{run, Outcome, RunError, RunOptions, RunReport};
 use crate::trace::{format_time, TraceKind};
 
@@ -409,22 +407,12 @@ fn judge(
     violations: &[Violation],
     report_outcome: &Outcome,
 ) -> (bool, String) {
+    let bounds = expectation.bounds().unwrap_or_default();
     let no_app = || (false, "the application did not run".to_string());
     match expectation {
-        Expectation::Counter {
-            counter,
-            equals,
-            at_least,
-            at_most,
-            ..
-        } => {
+        Expectation::Counter { counter, .. } => {
             let Some(app) = app else { return no_app() };
             let value = app.counters.get(counter.as_str()).copied().unwrap_or(0);
-            let bounds = Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            };
             (bounds.holds(value), value.to_string())
         }
         Expectation::State { state, by_us, .. } => {
@@ -455,21 +443,11 @@ fn judge(
                 None => (false, "not done".to_string()),
             }
         }
-        Expectation::Packets {
-            matching,
-            equals,
-            at_least,
-            at_most,
-        } => {
+        Expectation::Packets { matching, .. } => {
             let count = frames
                 .iter()
                 .filter(|f| matches(matching, f, macs, scenario))
                 .count() as u64;
-            let bounds = Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            };
             (bounds.holds(count), count.to_string())
         }
         Expectation::Answered {
@@ -505,19 +483,8 @@ fn judge(
             let name = outcome_name(report_outcome);
             (name == outcome, report_outcome.to_string())
         }
-        Expectation::Finding {
-            rule,
-            equals,
-            at_least,
-            at_most,
-            ..
-        } => {
+        Expectation::Finding { rule, .. } => {
             let count = violations.iter().filter(|v| v.rule == rule).count() as u64;
-            let bounds = Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            };
             (bounds.holds(count), count.to_string())
         }
         Expectation::Backoff {

@@ -538,6 +538,11 @@ fn hint(suggestion: &Option<String>) -> String {
     }
 }
 
+/// `; did you mean `x`?` when one of `candidates` is close to `name`, or nothing.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    hint(&closest(name, candidates))
+}
+
 /// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let limit = (name.chars().count() / 3).max(2);

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::apps::AppConfig;
 use crate::config::{
-    closest, CaptureConfig, Cidr, HostConfig, KeyPath, PathPart, ScheduledEvent, SegmentConfig,
-    TraceLevel, WorldConfig,
+    closest, did_you_mean, CaptureConfig, Cidr, HostConfig, KeyPath, PathPart, ScheduledEvent,
+    SegmentConfig, TraceLevel, WorldConfig,
 };
 
 /// The seed a scenario runs with when its file names none.
@@ -207,6 +207,37 @@ pub enum Expectation {
         #[serde(default = "default_min_growth")]
         min_growth: f64,
     },
+}
+
+impl Expectation {
+    /// The bounds of a check that counts something (`counter`, `packets`, `finding`).
+    pub fn bounds(&self) -> Option<Bounds> {
+        match *self {
+            Expectation::Counter {
+                equals,
+                at_least,
+                at_most,
+                ..
+            }
+            | Expectation::Packets {
+                equals,
+                at_least,
+                at_most,
+                ..
+            }
+            | Expectation::Finding {
+                equals,
+                at_least,
+                at_most,
+                ..
+            } => Some(Bounds {
+                equals,
+                at_least,
+                at_most,
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn default_backoff_count() -> u64 {
@@ -603,9 +634,7 @@ pub fn parse(
 
     let host_names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
     let unknown_host = |path: KeyPath, name: &str| {
-        let hint = closest(name, host_names.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = did_you_mean(name, host_names.iter().copied());
         at(path, format!("there is no host called `{name}`{hint}"))
     };
     let mut apps = Vec::new();
@@ -714,22 +743,25 @@ fn check_expectation(
     app: Option<&AppConfig>,
     host_names: &[&str],
 ) -> Result<(), (&'static str, String)> {
-    let bounds_given = |b: Bounds| {
-        if b.is_empty() {
-            Err((
-                "check",
-                "give at least one of `equals`, `at_least`, `at_most`".to_string(),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    check_expectation_fields(expectation, app, host_names)?;
+    if expectation.bounds().is_some_and(|b| b.is_empty()) {
+        return Err((
+            "check",
+            "give at least one of `equals`, `at_least`, `at_most`".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything [`check_expectation`] checks but the bounds.
+fn check_expectation_fields(
+    expectation: &Expectation,
+    app: Option<&AppConfig>,
+    host_names: &[&str],
+) -> Result<(), (&'static str, String)> {
     match expectation {
         Expectation::Counter {
             counter,
-            equals,
-            at_least,
-            at_most,
             ..
         } => {
             let kind = app.map_or("", |a| a.kind_name());
@@ -746,11 +778,7 @@ fn check_expectation(
                     ),
                 ));
             }
-            bounds_given(Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            })
+            Ok(())
         }
         Expectation::State { state, .. } => {
             if app.is_some_and(|a| a.kind_name() != "tcp_client") {
@@ -760,9 +788,7 @@ fn check_expectation(
                 ));
             }
             if !TCP_STATES.contains(&state.as_str()) {
-                let hint = closest(&state.to_uppercase(), TCP_STATES)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = did_you_mean(&state.to_uppercase(), TCP_STATES);
                 return Err(("state", format!("`{state}` is not a TCP state name{hint}")));
             }
             Ok(())
@@ -779,9 +805,7 @@ fn check_expectation(
             if OUTCOMES.contains(&outcome.as_str()) {
                 Ok(())
             } else {
-                let hint = closest(outcome, OUTCOMES)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let hint = did_you_mean(outcome, OUTCOMES);
                 Err((
                     "outcome",
                     format!(
@@ -793,16 +817,10 @@ fn check_expectation(
         }
         Expectation::Packets {
             matching,
-            equals,
-            at_least,
-            at_most,
+            ..
         } => {
             check_match(matching, host_names).map_err(|m| ("matching", m))?;
-            bounds_given(Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            })
+            Ok(())
         }
         Expectation::Answered {
             matching, answer, ..
@@ -813,9 +831,7 @@ fn check_expectation(
         Expectation::Finding {
             rule,
             requirement,
-            equals,
-            at_least,
-            at_most,
+            ..
         } => {
             if !crate::oracle::RULES.contains(&rule.as_str()) {
                 let hint = closest(rule, crate::oracle::RULES.iter().copied())
@@ -835,11 +851,7 @@ fn check_expectation(
                     "name the requirement the finding breaks, like `rfc9293:3.10.8`".to_string(),
                 ));
             }
-            bounds_given(Bounds {
-                equals: *equals,
-                at_least: *at_least,
-                at_most: *at_most,
-            })
+            Ok(())
         }
         Expectation::Backoff {
             matching,
@@ -867,9 +879,7 @@ fn check_expectation(
 fn check_match(m: &PacketMatch, host_names: &[&str]) -> Result<(), String> {
     for name in [&m.from, &m.to].into_iter().flatten() {
         if !host_names.contains(&name.as_str()) {
-            let hint = closest(name, host_names.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = did_you_mean(name, host_names.iter().copied());
             return Err(format!("there is no host called `{name}`{hint}"));
         }
     }
@@ -917,25 +927,17 @@ pub fn json_schema() -> String {
 /// One line per expectation, the way reports and snapshots show it.
 pub fn describe(expectation: &Expectation) -> String {
     let mut out = String::new();
+    let bounds = expectation.bounds().unwrap_or_default();
     match expectation {
         Expectation::Counter {
-            host,
-            app,
-            counter,
-            equals,
-            at_least,
-            at_most,
+            host, app, counter, ..
         } => {
             let _ = write!(
                 out,
                 "{}{} counter {counter} is {}",
                 host,
                 app.as_deref().map(|a| format!(" {a}")).unwrap_or_default(),
-                Bounds {
-                    equals: *equals,
-                    at_least: *at_least,
-                    at_most: *at_most
-                }
+                bounds
             );
         }
         Expectation::State {
@@ -957,21 +959,12 @@ pub fn describe(expectation: &Expectation) -> String {
         Expectation::Done { host, by_us, .. } => {
             let _ = write!(out, "{host} finishes by {by_us} µs");
         }
-        Expectation::Packets {
-            matching,
-            equals,
-            at_least,
-            at_most,
-        } => {
+        Expectation::Packets { matching, .. } => {
             let _ = write!(
                 out,
                 "packets [{}] number {}",
                 describe_match(matching),
-                Bounds {
-                    equals: *equals,
-                    at_least: *at_least,
-                    at_most: *at_most
-                }
+                bounds
             );
         }
         Expectation::Answered {
@@ -990,20 +983,12 @@ pub fn describe(expectation: &Expectation) -> String {
             let _ = write!(out, "the run ends {outcome}");
         }
         Expectation::Finding {
-            rule,
-            requirement,
-            equals,
-            at_least,
-            at_most,
+            rule, requirement, ..
         } => {
             let _ = write!(
                 out,
                 "known finding ({requirement}): oracle {rule} fires {}",
-                Bounds {
-                    equals: *equals,
-                    at_least: *at_least,
-                    at_most: *at_most
-                }
+                bounds
             );
         }
         Expectation::Backoff {
