@@ -310,3 +310,83 @@ impl RealTimeLink<'_> {
         }
     }
 }
+
+/// The kernel's address on the TAP device, inside the namespace.
+pub const KERNEL_CIDR: &str = "10.77.0.1/24";
+/// The address of the [`ServiceHost`] on the other side of the TAP device.
+pub const SERVICE_HOST_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 77, 0, 2);
+
+/// A fresh namespace with a TAP device called `wl0` in it, up, the kernel's side addressed
+/// [`KERNEL_CIDR`].
+pub fn namespace_with_tap() -> Result<(Namespace, TapDevice), TapError> {
+    let namespace = Namespace::create()?;
+    let tap = namespace.open_tap("wl0")?;
+    namespace.ip(&["addr", "add", KERNEL_CIDR, "dev", "wl0"])?;
+    Ok((namespace, tap))
+}
+
+/// A smoltcp host at [`SERVICE_HOST_IP`] that answers ping, echoes UDP on port 7 and sends
+/// `reply_bytes` of wirelab's pattern to every TCP connection on port 7: what
+/// `cargo xtask tap` exposes, and what its test talks to.
+pub struct ServiceHost {
+    stack: Box<dyn Stack>,
+    apps: Vec<Box<dyn crate::apps::App>>,
+}
+
+impl ServiceHost {
+    pub fn new(seed: u64, reply_bytes: u64) -> ServiceHost {
+        use crate::apps::{build, AppConfig};
+        let mut config = stack::StackConfig::new("tap-host", Self::mac(), seed);
+        config.ipv4 = Some((SERVICE_HOST_IP, 24));
+        let host = || "tap-host".to_string();
+        let apps = vec![
+            build(
+                &AppConfig::UdpEchoServer {
+                    host: host(),
+                    port: 7,
+                },
+                1,
+            ),
+            build(
+                &AppConfig::TcpServer {
+                    host: host(),
+                    port: 7,
+                    echo: false,
+                    backlog: 16,
+                    reply_bytes,
+                    read_from_us: 0,
+                    close_at_us: None,
+                },
+                2,
+            ),
+        ];
+        ServiceHost {
+            stack: Box::new(stack::smoltcp::SmoltcpStack::new(config)),
+            apps,
+        }
+    }
+
+    pub fn mac() -> stack::MacAddr {
+        stack::MacAddr::local_from_index(2)
+    }
+
+    /// Serves over `link` until `keep_going` says stop (see [`RealTimeLink::run`]).
+    pub fn serve(&mut self, link: &mut RealTimeLink<'_>, keep_going: &mut dyn FnMut(u64) -> bool) {
+        let apps = &mut self.apps;
+        link.run(
+            self.stack.as_mut(),
+            &mut |now_us, stack| {
+                let mut acted = false;
+                for app in apps.iter_mut() {
+                    acted |= app.act(now_us, stack);
+                }
+                acted
+            },
+            keep_going,
+        );
+    }
+
+    pub fn reports(&self) -> impl Iterator<Item = &crate::apps::AppReport> {
+        self.apps.iter().map(|app| app.report())
+    }
+}

@@ -2,45 +2,16 @@
 
 use std::process::{Child, Command, Stdio};
 
-use harness::apps::{build, AppConfig};
-use harness::tap::{leftover_namespaces, missing_requirements, Namespace, RealTimeLink};
-use stack::smoltcp::SmoltcpStack;
-use stack::{MacAddr, Stack, StackConfig};
-
-const STACK_IP: &str = "10.77.0.2";
+use harness::tap::{
+    leftover_namespaces, missing_requirements, namespace_with_tap, RealTimeLink, ServiceHost,
+    SERVICE_HOST_IP as STACK_IP,
+};
 
 /// Runs `script` with bash inside the namespace while a smoltcp host (UDP echo on port 7,
 /// TCP server on port 7 sending 300 bytes to each client) serves it; returns its output.
 fn against_smoltcp(script: &str) -> (bool, String) {
-    let namespace = Namespace::create().expect("creating a namespace");
-    let mut tap = namespace.open_tap("wl0").expect("opening a TAP device");
-    namespace
-        .ip(&["addr", "add", "10.77.0.1/24", "dev", "wl0"])
-        .expect("addressing the kernel side");
-    let mut config = StackConfig::new("tap-host", MacAddr::local_from_index(2), 7);
-    config.ipv4 = Some((STACK_IP.parse().unwrap(), 24));
-    let mut stack: Box<dyn Stack> = Box::new(SmoltcpStack::new(config));
-    let mut apps = vec![
-        build(
-            &AppConfig::UdpEchoServer {
-                host: "tap-host".into(),
-                port: 7,
-            },
-            1,
-        ),
-        build(
-            &AppConfig::TcpServer {
-                host: "tap-host".into(),
-                port: 7,
-                echo: false,
-                backlog: 4,
-                reply_bytes: 300,
-                read_from_us: 0,
-                close_at_us: None,
-            },
-            2,
-        ),
-    ];
+    let (namespace, mut tap) = namespace_with_tap().expect("a namespace with a TAP device");
+    let mut host = ServiceHost::new(7, 300);
     let mut child: Child = namespace
         .command("bash")
         .args(["-c", script])
@@ -48,19 +19,11 @@ fn against_smoltcp(script: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting the kernel-side script");
-    let mut link = RealTimeLink {
-        tap: &mut tap,
-        on_frame: None,
-    };
     let mut finished = false;
-    link.run(
-        stack.as_mut(),
-        &mut |now_us, stack| {
-            let mut acted = false;
-            for app in &mut apps {
-                acted |= app.act(now_us, stack);
-            }
-            acted
+    host.serve(
+        &mut RealTimeLink {
+            tap: &mut tap,
+            on_frame: None,
         },
         &mut |now_us| {
             finished = matches!(child.try_wait(), Ok(Some(_)));

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use harness::apps::{build, AppConfig};
 use harness::capture::{CaptureFormat, CaptureWriter};
-use harness::tap::{missing_requirements, remove_stale_namespaces, Namespace, RealTimeLink};
-use stack::smoltcp::SmoltcpStack;
-use stack::{MacAddr, Stack, StackConfig};
+use harness::tap::{
+    missing_requirements, namespace_with_tap, remove_stale_namespaces, RealTimeLink, ServiceHost,
+    KERNEL_CIDR, SERVICE_HOST_IP as HOST_IP,
+};
 
 pub struct Options {
     pub seconds: Option<u64>,
@@ -17,10 +17,6 @@ pub struct Options {
     pub pcap: Option<PathBuf>,
     pub seed: u64,
 }
-
-/// The kernel's side of the TAP device and the smoltcp host, inside the namespace only.
-const KERNEL_CIDR: &str = "10.77.0.1/24";
-const HOST_IP: &str = "10.77.0.2";
 
 pub fn run(options: Options) -> anyhow::Result<()> {
     if let Some(missing) = missing_requirements() {
@@ -37,36 +33,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
     // Dropped on every way out of this function, panics included: the namespace and the
     // TAP device in it go away.
-    let namespace = Namespace::create()?;
-    let mut tap = namespace.open_tap("wl0")?;
-    namespace.ip(&["addr", "add", KERNEL_CIDR, "dev", "wl0"])?;
-
-    let mut config = StackConfig::new("tap-host", MacAddr::local_from_index(2), options.seed);
-    config.ipv4 = Some((HOST_IP.parse()?, 24));
-    let mut stack: Box<dyn Stack> = Box::new(SmoltcpStack::new(config));
-    let mut apps = vec![
-        build(
-            &AppConfig::UdpEchoServer {
-                host: "tap-host".into(),
-                port: 7,
-            },
-            1,
-        ),
-        build(
-            &AppConfig::TcpServer {
-                host: "tap-host".into(),
-                port: 7,
-                echo: false,
-                backlog: 16,
-                reply_bytes: options.reply_bytes,
-                read_from_us: 0,
-                close_at_us: None,
-            },
-            2,
-        ),
-    ];
+    let (namespace, mut tap) = namespace_with_tap()?;
+    let mut host = ServiceHost::new(options.seed, options.reply_bytes);
     let ns = namespace.name().to_string();
-    println!("smoltcp host {HOST_IP} (MAC {}) on TAP device wl0 in namespace {ns}; the kernel side is {KERNEL_CIDR}.", MacAddr::local_from_index(2));
+    println!("smoltcp host {HOST_IP} (MAC {}) on TAP device wl0 in namespace {ns}; the kernel side is {KERNEL_CIDR}.", ServiceHost::mac());
     println!("It answers ping, echoes UDP on port 7, and sends {} bytes of wirelab's pattern to every TCP connection on port 7. Try:", options.reply_bytes);
     println!("  ip netns exec {ns} ping {HOST_IP}");
     println!(
@@ -91,18 +61,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     };
     let limit_us = options.seconds.map(|s| s.saturating_mul(1_000_000));
-    RealTimeLink {
-        tap: &mut tap,
-        on_frame: Some(&mut on_frame),
-    }
-    .run(
-        stack.as_mut(),
-        &mut |now_us, stack| {
-            let mut acted = false;
-            for app in &mut apps {
-                acted |= app.act(now_us, stack);
-            }
-            acted
+    host.serve(
+        &mut RealTimeLink {
+            tap: &mut tap,
+            on_frame: Some(&mut on_frame),
         },
         &mut |now_us| !stop.load(Ordering::SeqCst) && limit_us.is_none_or(|l| now_us < l),
     );
@@ -116,8 +78,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("capture written to {}", path.display());
     }
-    for app in &apps {
-        let report = app.report();
+    for report in host.reports() {
         println!("{} {}: {:?}", report.host, report.kind, report.counters);
     }
     Ok(())
