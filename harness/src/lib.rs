@@ -10,6 +10,7 @@ pub mod golden;
 pub mod impair;
 pub mod library;
 pub mod oracle;
+pub mod requirements;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
