@@ -4,6 +4,7 @@ pub mod apps;
 pub mod capture;
 pub mod check;
 pub mod config;
+pub mod conformance;
 pub mod decode;
 pub mod fuzz;
 pub mod golden;
