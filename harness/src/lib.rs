@@ -14,6 +14,7 @@ pub mod oracle;
 pub mod requirements;
 pub mod rng;
 pub mod scenario;
+pub mod script;
 pub mod sim;
 pub mod tap;
 pub mod trace;

@@ -636,11 +636,7 @@ impl World {
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_string());
+                let message = panic_message(payload.as_ref());
                 let host = match self.current_host {
                     Some(h) => self.hosts[h as usize].name.clone(),
                     None => "(harness)".to_string(),
@@ -1141,4 +1137,13 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunReport, RunError> {
     Ok(World::new(config, apps, options)?.run())
+}
+
+/// The message a panic carried, for reports.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
