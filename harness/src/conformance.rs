@@ -82,9 +82,10 @@ pub struct Row {
 /// Counts for one backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BackendSummary {
-    /// Coverage rows (source runs) on this backend, and how many of them passed.
+    /// Sources (scenarios, scripts) run on this backend, and how many of them failed or
+    /// recorded a known finding there.
     pub sources: usize,
-    pub sources_passed: usize,
+    pub sources_failing: usize,
     /// Catalogued requirements that pass, fail, or are not covered on this backend.
     pub pass: usize,
     pub fail: usize,
@@ -139,13 +140,13 @@ impl Matrix {
             .iter()
             .map(|b| (b.to_string(), BackendSummary::default()))
             .collect();
+        // (backend, source) -> whether any of its rows failed
+        let mut sources: BTreeMap<(&str, &str), bool> = BTreeMap::new();
         for row in coverage {
-            if let Some(summary) = backend_summaries.get_mut(&row.backend) {
-                summary.sources += 1;
-                if row.verdict == Verdict::Pass {
-                    summary.sources_passed += 1;
-                }
-            }
+            let failing = sources
+                .entry((row.backend.as_str(), row.source.as_str()))
+                .or_default();
+            *failing |= row.verdict != Verdict::Pass;
             for id in &row.requirements {
                 if catalogue.get(id).is_none() {
                     uncatalogued.insert(Uncatalogued {
@@ -166,6 +167,12 @@ impl Matrix {
                         });
                     }
                 }
+            }
+        }
+        for ((backend, _), failing) in sources {
+            if let Some(summary) = backend_summaries.get_mut(backend) {
+                summary.sources += 1;
+                summary.sources_failing += usize::from(failing);
             }
         }
         let mut rows = Vec::new();
@@ -269,8 +276,8 @@ impl Matrix {
         );
         for (backend, b) in &s.backends {
             out.push_str(&format!(
-                "{backend}: {} pass, {} fail, {} not covered ({} MUSTs pass, {} fail); sources {} of {} passed\n",
-                b.pass, b.fail, b.not_covered, b.must_pass, b.must_fail, b.sources_passed, b.sources
+                "{backend}: {} pass, {} fail, {} not covered ({} MUSTs pass, {} fail); {} sources, {} failing or with a known finding\n",
+                b.pass, b.fail, b.not_covered, b.must_pass, b.must_fail, b.sources, b.sources_failing
             ));
         }
         out
@@ -298,18 +305,18 @@ impl Matrix {
             s.requirements_covered, s.requirements
         ));
         if !self.backends.is_empty() {
-            out.push_str("| Backend | Pass | Fail | Not covered | MUSTs pass | MUSTs fail | Sources passed |\n");
-            out.push_str("|---|---|---|---|---|---|---|\n");
+            out.push_str("| Backend | Pass | Fail | Not covered | MUSTs pass | MUSTs fail | Sources | Failing or with a finding |\n");
+            out.push_str("|---|---|---|---|---|---|---|---|\n");
             for (backend, b) in &s.backends {
                 out.push_str(&format!(
-                    "| {backend} | {} | {} | {} | {} | {} | {} of {} |\n",
+                    "| {backend} | {} | {} | {} | {} | {} | {} | {} |\n",
                     b.pass,
                     b.fail,
                     b.not_covered,
                     b.must_pass,
                     b.must_fail,
-                    b.sources_passed,
-                    b.sources
+                    b.sources,
+                    b.sources_failing
                 ));
             }
             out.push('\n');
@@ -545,7 +552,12 @@ mod tests {
             (lwip.pass, lwip.fail, lwip.must_pass, lwip.must_fail),
             (1, 2, 1, 1)
         );
-        assert_eq!((lwip.sources, lwip.sources_passed), (2, 1));
+        assert_eq!((lwip.sources, lwip.sources_failing), (2, 1));
+        let smoltcp_sources = s
+            .backends
+            .get("smoltcp")
+            .map(|b| (b.sources, b.sources_failing));
+        assert_eq!(smoltcp_sources, Some((2, 0)));
         assert_eq!(lwip.pass + lwip.fail + lwip.not_covered, s.requirements);
         let smoltcp = s.backends.get("smoltcp").cloned().unwrap_or_default();
         assert_eq!((smoltcp.pass, smoltcp.fail, smoltcp.must_pass), (3, 0, 2));
@@ -600,7 +612,7 @@ mod tests {
             .get("smoltcp")
             .cloned()
             .unwrap_or_default();
-        assert_eq!((smoltcp.sources, smoltcp.sources_passed), (2, 1));
+        assert_eq!((smoltcp.sources, smoltcp.sources_failing), (1, 1));
     }
 
     #[test]

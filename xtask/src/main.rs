@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod conformance;
 mod fuzz;
 mod scenarios;
 mod tap;
@@ -48,6 +49,20 @@ enum Command {
         /// run goes in a child process, so a stack that aborts fails only its run.
         #[arg(long, value_parser = scenarios::parse_stack)]
         stack: Option<harness::config::StackKind>,
+    },
+    /// Run every scenario (and script) on each available backend and print the RFC requirement
+    /// matrix; write it to scenarios/CONFORMANCE.md and <out>/conformance.json.
+    Conformance {
+        /// Where conformance.json and the lwIP runs' artifacts go.
+        #[arg(long, default_value = "target/wirelab")]
+        out: PathBuf,
+        /// Fail (exit 1) when the committed scenarios/CONFORMANCE.md differs from what this
+        /// run would write; write nothing there.
+        #[arg(long)]
+        check: bool,
+        /// Worker threads.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Internal: run one scenario in this process and print its result as JSON.
     #[command(hide = true)]
@@ -144,6 +159,9 @@ fn main() -> ExitCode {
             stack,
             out,
         } => scenarios::child(&name, seed, stack, &out).map(|()| ExitCode::SUCCESS),
+        Command::Conformance { out, check, jobs } => {
+            conformance::run(conformance::Options { out, check, jobs })
+        }
         Command::Bench {
             json,
             quick,

@@ -27,17 +27,17 @@ pub struct Options {
 }
 
 #[derive(Serialize, Deserialize)]
-struct RunSummary {
+pub(crate) struct RunSummary {
     name: String,
     seed: u64,
-    passed: bool,
+    pub(crate) passed: bool,
     outcome: String,
-    problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     end_time_us: u64,
     frames_emitted: u64,
     frames_delivered: u64,
     trace_hash: String,
-    expectations: Vec<ExpectationResult>,
+    pub(crate) expectations: Vec<ExpectationResult>,
     /// Left empty by runs in a child process.
     #[serde(skip_deserializing)]
     apps: Vec<harness::apps::AppReport>,
@@ -89,8 +89,8 @@ pub fn load_all(root: &Path) -> Result<Vec<Scenario>, Vec<String>> {
 }
 
 /// One run's result, plus what was blessed.
-struct Judged {
-    summary: RunSummary,
+pub(crate) struct Judged {
+    pub(crate) summary: RunSummary,
     blessed: Vec<String>,
 }
 
@@ -384,7 +384,7 @@ fn on_stack(scenario: &Scenario, stack: StackKind) -> Scenario {
 /// Runs one scenario in a child process of this program, so that a stack that aborts the
 /// process (an lwIP assertion calls `abort()`) fails that run, with its seed and message,
 /// while the other runs go on.
-fn run_in_child(
+pub(crate) fn run_in_child(
     scenario: &Scenario,
     seed: u64,
     stack: StackKind,
