@@ -669,6 +669,18 @@ fn parse_icmp(cursor: &mut Cursor) -> Result<Packet> {
             payload_len: None,
             mtu: None,
         },
+        "source_quench" => IcmpPacket {
+            icmp_type: 4,
+            code: 0,
+            payload_len: None,
+            mtu: None,
+        },
+        "time_exceeded" => IcmpPacket {
+            icmp_type: 11,
+            code: 0,
+            payload_len: None,
+            mtu: None,
+        },
         "unreachable" => {
             cursor.skip_space();
             let code_column = cursor.column();
@@ -704,7 +716,7 @@ fn parse_icmp(cursor: &mut Cursor) -> Result<Packet> {
                 kind: ScriptErrorKind::Unsupported,
                 message: format!("the ICMP type `{kind}`"),
                 hint: Some(
-                    "wirelab scripts know icmp echo_request, echo_reply and unreachable <code>"
+                    "wirelab scripts know icmp echo_request, echo_reply, source_quench, time_exceeded and unreachable <code>"
                         .into(),
                 ),
             })

@@ -605,7 +605,7 @@ impl Runtime {
                 self.last_echo_payload = (0..len).map(|i| (i % 251) as u8).collect();
                 message.extend_from_slice(&self.last_echo_payload);
             }
-            3 => {
+            3 | 4 | 11 => {
                 message.extend_from_slice(&[0, 0]);
                 message.extend_from_slice(&icmp.mtu.unwrap_or(0).to_be_bytes());
                 if self.last_outbound_ip.is_empty() {
@@ -621,7 +621,7 @@ impl Runtime {
             _ => {
                 return Err(RunFailure {
                     line: event.line,
-                    message: "the peer injects ICMP echo requests and unreachable messages only"
+                    message: "the peer injects ICMP echo requests, unreachable, source quench and time exceeded messages only"
                         .into(),
                 })
             }
@@ -664,6 +664,9 @@ impl Runtime {
             )];
         };
         let mut differences = Vec::new();
+        if ip.source != LOCAL_IP {
+            differences.push(format!("ip.src {} (expected {LOCAL_IP})", ip.source));
+        }
         if ip.destination != REMOTE_IP {
             differences.push(format!("ip.dst {} (expected {REMOTE_IP})", ip.destination));
         }
@@ -716,6 +719,14 @@ impl Runtime {
                 if let Some(urgent) = want.urgent {
                     if tcp.urgent != urgent {
                         differences.push(format!("urg {} (expected {urgent})", tcp.urgent));
+                    }
+                }
+                if let Some(eol) = tcp.options.iter().position(|b| *b == 0) {
+                    // RFC 9293 MUST-69: the header space after End of Option List is zero.
+                    if options_end_of_list(tcp.options) == Some(eol)
+                        && tcp.options[eol..].iter().any(|b| *b != 0)
+                    {
+                        differences.push("non-zero padding after End of Option List".into());
                     }
                 }
                 let actual_options = decode_options(tcp.options, self.remote_isn);
@@ -1401,6 +1412,8 @@ fn render_expected(packet: &Packet) -> String {
                 0 => "echo_reply".to_string(),
                 8 => "echo_request".to_string(),
                 3 => format!("unreachable {}", unreachable_name(icmp.code)),
+                4 => "source_quench".to_string(),
+                11 => "time_exceeded".to_string(),
                 t => format!("type {t}"),
             };
             match icmp.payload_len {
@@ -1525,6 +1538,26 @@ fn encode_option(option: &TcpOption, local_isn: u32, out: &mut Vec<u8>) {
             out.extend_from_slice(data);
         }
     }
+}
+
+/// Where the End of Option List is in an options field, walking the options (a zero byte
+/// inside an option's data is not one).
+fn options_end_of_list(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(&kind) = bytes.get(at) {
+        match kind {
+            0 => return Some(at),
+            1 => at += 1,
+            _ => {
+                let len = usize::from(*bytes.get(at + 1)?);
+                if len < 2 {
+                    return None;
+                }
+                at += len;
+            }
+        }
+    }
+    None
 }
 
 /// The options of a TCP header, SACK blocks made relative to `peer_isn`. A malformed
