@@ -1142,7 +1142,7 @@ mod tests {
         let error = parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > S 0:5(4)")
             .err()
             .unwrap();
-        assert_eq!((error.line, error.column), (2, 13));
+        assert_eq!((error.line, error.column), (2, 11));
         assert!(error.message.contains("holds 5 bytes"), "{}", error.message);
 
         let error = parse_script("+0 < . 1:1(0) win 100").err().unwrap();
