@@ -160,6 +160,18 @@ pub struct TcpPacket {
     pub urgent: Option<u16>,
     /// `None`: an injected packet carries none, an expected one must carry none.
     pub options: Option<OptionList>,
+    /// wirelab's extension for injected packets: other addresses and IP options.
+    pub ip: IpOverrides,
+}
+
+/// What an injected TCP packet changes at the IP layer (wirelab's extension, for the
+/// requirements about invalid addresses and IP options): `from 224.0.0.9`, `to 255.255.255.255`,
+/// `ipopt 0x9404000001000000` (raw option bytes, padded to whole words).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpOverrides {
+    pub source: Option<std::net::Ipv4Addr>,
+    pub destination: Option<std::net::Ipv4Addr>,
+    pub options: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,8 +191,8 @@ pub enum TcpOption {
     Mss(u16),
     WindowScale(u8),
     SackPermitted,
-    /// Blocks relative to the receiver of the SACK's... sender's peer: the stack's ISN for
-    /// injected packets.
+    /// Blocks relative to the ISN of the side whose data they acknowledge: the stack's in
+    /// injected packets, the peer's in expected ones.
     Sack(Vec<(u32, u32)>),
     Timestamp {
         value: u32,
@@ -188,6 +200,13 @@ pub enum TcpOption {
     },
     Other {
         kind: u8,
+        data: Vec<u8>,
+    },
+    /// An injected option whose length byte lies (`opt 253 0x01 len 40`), for the requirement
+    /// that impossible option lengths are survived.
+    BadLength {
+        kind: u8,
+        length: u8,
         data: Vec<u8>,
     },
 }

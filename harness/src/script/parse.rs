@@ -462,6 +462,7 @@ fn parse_tcp(cursor: &mut Cursor, flags: TcpFlags, inbound: bool) -> Result<Pack
         window: None,
         urgent: None,
         options: None,
+        ip: super::IpOverrides::default(),
     };
     loop {
         cursor.skip_space();
@@ -478,6 +479,35 @@ fn parse_tcp(cursor: &mut Cursor, flags: TcpFlags, inbound: bool) -> Result<Pack
                 packet.window = Some(cursor.number_u16("the window (0 to 65535)")?);
             }
             "urg" => packet.urgent = Some(cursor.number_u16("the urgent pointer")?),
+            "from" | "to" if inbound => {
+                cursor.skip_space();
+                let start = cursor.pos;
+                while cursor
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_digit() || c == '.')
+                {
+                    cursor.bump();
+                }
+                let text = &cursor.text[start..cursor.pos];
+                let address: std::net::Ipv4Addr = text.parse().map_err(|_| LocatedError {
+                    line: cursor.line,
+                    column,
+                    kind: ScriptErrorKind::Parse,
+                    message: format!("`{text}` is not an IPv4 address for `{word}`"),
+                    hint: Some("as in `from 224.0.0.9` or `to 255.255.255.255`".into()),
+                })?;
+                if word == "from" {
+                    packet.ip.source = Some(address);
+                } else {
+                    packet.ip.destination = Some(address);
+                }
+            }
+            "ipopt" if inbound => {
+                packet.ip.options = parse_hex(cursor, "IP option bytes")?;
+                if packet.ip.options.len() > 40 {
+                    return Err(cursor.error("IPv4 options hold at most 40 bytes", None));
+                }
+            }
             "mtu" | "ecn" | "[ect0]" | "flowlabel" | "tos" | "ttl" => {
                 return Err(LocatedError {
                     line: cursor.line,
@@ -604,23 +634,20 @@ fn parse_options(cursor: &mut Cursor) -> Result<OptionList> {
                     .ok_or_else(|| cursor.error("an option kind is 2 to 255", None))?;
                 cursor.skip_space();
                 let data = if cursor.rest().starts_with("0x") {
-                    cursor.pos += 2;
-                    let start = cursor.pos;
-                    while cursor.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
-                        cursor.bump();
-                    }
-                    let hex = &cursor.text[start..cursor.pos];
-                    if !hex.len().is_multiple_of(2) {
-                        return Err(cursor.error("option data is whole bytes of hex", None));
-                    }
-                    (0..hex.len())
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
-                        .collect()
+                    parse_hex(cursor, "option data")?
                 } else {
                     Vec::new()
                 };
-                TcpOption::Other { kind, data }
+                cursor.skip_space();
+                if cursor.rest().starts_with("len") {
+                    cursor.word();
+                    let length = cursor.number_u32("the option's length byte")?;
+                    let length = u8::try_from(length)
+                        .map_err(|_| cursor.error("a length byte is 0 to 255", None))?;
+                    TcpOption::BadLength { kind, length, data }
+                } else {
+                    TcpOption::Other { kind, data }
+                }
             }
             "md5" | "FO" | "FOEXP" | "mpcapable" | "dss" | "mp_join" | "add_address" => {
                 return Err(LocatedError {
@@ -864,7 +891,13 @@ fn parse_syscall(cursor: &mut Cursor) -> Result<Syscall> {
 }
 
 /// The socket options scripts may set or read: the portable ones.
-pub const SUPPORTED_OPTIONS: &[&str] = &["SO_REUSEADDR", "SO_RCVBUF", "SO_ERROR", "TCP_NODELAY"];
+pub const SUPPORTED_OPTIONS: &[&str] = &[
+    "SO_REUSEADDR",
+    "SO_RCVBUF",
+    "SO_ERROR",
+    "SO_KEEPALIVE",
+    "TCP_NODELAY",
+];
 
 fn parse_arg(cursor: &mut Cursor) -> Result<Arg> {
     cursor.skip_space();
@@ -918,6 +951,27 @@ fn parse_arg(cursor: &mut Cursor) -> Result<Arg> {
             None,
         )),
     }
+}
+
+/// `0x` and whole bytes of hex digits.
+fn parse_hex(cursor: &mut Cursor, what: &str) -> Result<Vec<u8>> {
+    cursor.skip_space();
+    if !cursor.rest().starts_with("0x") {
+        return Err(cursor.error(&format!("expected {what} as 0x and hex digits"), None));
+    }
+    cursor.pos += 2;
+    let start = cursor.pos;
+    while cursor.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+        cursor.bump();
+    }
+    let hex = &cursor.text[start..cursor.pos];
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return Err(cursor.error(&format!("{what} are whole bytes of hex"), None));
+    }
+    Ok((0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
+        .collect())
 }
 
 /// A position in one line of a script.
@@ -1162,6 +1216,34 @@ mod tests {
             assert_eq!(error.kind, ScriptErrorKind::Unsupported, "{text}");
             assert!(error.message.contains(what), "{text}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn wirelab_extensions_for_addresses_ip_options_and_bad_lengths() {
+        let event = parse_line(
+            "+0 < S 0:0(0) win 100 <opt 253 0x00 len 40> to 224.0.0.1 from 10.0.0.9 ipopt 0x0101",
+        )
+        .ok()
+        .unwrap();
+        let super::super::Action::Inject(Packet::Tcp(tcp)) = event.action else {
+            panic!("not an injected TCP packet");
+        };
+        assert_eq!(
+            tcp.ip.destination,
+            Some(std::net::Ipv4Addr::new(224, 0, 0, 1))
+        );
+        assert_eq!(tcp.ip.source, Some(std::net::Ipv4Addr::new(10, 0, 0, 9)));
+        assert_eq!(tcp.ip.options, vec![1, 1]);
+        assert_eq!(
+            tcp.options,
+            Some(OptionList::Exactly(vec![TcpOption::BadLength {
+                kind: 253,
+                length: 40,
+                data: vec![0]
+            }]))
+        );
+        // Only injected packets may change addresses.
+        assert!(parse_script("+0 > S 0:0(0) to 224.0.0.1").is_err());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use stack::smoltcp::SmoltcpStack;
 use stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig, TcpEnd, TcpState};
 
 use super::{
-    errno_value, Action, Arg, CallResult, Event, IcmpPacket, OptionList, Packet, Script, Syscall,
-    TcpFlags, TcpOption, TcpPacket, TimeSpec,
+    errno_value, Action, Arg, CallResult, Event, IcmpPacket, IpOverrides, OptionList, Packet,
+    Script, Syscall, TcpFlags, TcpOption, TcpPacket, TimeSpec,
 };
 use crate::capture::{CaptureFormat, CaptureWriter};
 use crate::config::StackKind;
@@ -39,6 +39,9 @@ const PEER_EPHEMERAL_PORT: u16 = 48_372;
 const ANY_TIME_LIMIT_US: u64 = 600_000_000;
 /// The identifier of the peer's echo requests.
 const ECHO_IDENT: u16 = 0x5744;
+/// The idle time before a keep-alive once `SO_KEEPALIVE` is on: two hours, the least default
+/// RFC 9293 allows (MUST-28) and Linux's.
+const KEEPALIVE_IDLE_US: u64 = 7_200_000_000;
 /// Polls at one instant before the stack is judged to spin.
 const MAX_POLLS_PER_INSTANT: u32 = 10_000;
 
@@ -179,6 +182,7 @@ struct TcpFd {
     listener: Option<SocketId>,
     connection: Option<SocketId>,
     nodelay: bool,
+    keepalive: bool,
 }
 
 #[derive(Default)]
@@ -556,7 +560,7 @@ impl Runtime {
                 udp.extend_from_slice(&((8 + payload_len) as u16).to_be_bytes());
                 udp.extend_from_slice(&[0, 0]);
                 udp.extend(std::iter::repeat_n(0u8, *payload_len as usize));
-                let sum = transport_checksum(17, &udp);
+                let sum = transport_checksum(REMOTE_IP, LOCAL_IP, 17, &udp);
                 udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
                 Ok(self.ipv4_frame(17, &udp))
             }
@@ -589,9 +593,14 @@ impl Runtime {
         segment.extend_from_slice(&tcp.urgent.unwrap_or(0).to_be_bytes());
         segment.extend_from_slice(&options);
         segment.extend(std::iter::repeat_n(0u8, tcp.payload_len as usize));
-        let sum = transport_checksum(6, &segment);
+        let sum = transport_checksum(
+            tcp.ip.source.unwrap_or(REMOTE_IP),
+            tcp.ip.destination.unwrap_or(LOCAL_IP),
+            6,
+            &segment,
+        );
         segment[16..18].copy_from_slice(&sum.to_be_bytes());
-        self.ipv4_frame(6, &segment)
+        self.ipv4_frame_with(6, &segment, &tcp.ip)
     }
 
     fn build_icmp(&mut self, icmp: &IcmpPacket, event: &Event) -> Result<Vec<u8>, RunFailure> {
@@ -632,20 +641,47 @@ impl Runtime {
     }
 
     fn ipv4_frame(&mut self, protocol: u8, payload: &[u8]) -> Vec<u8> {
-        let mut frame = Vec::with_capacity(34 + payload.len());
-        frame.extend_from_slice(&LOCAL_MAC.0);
+        self.ipv4_frame_with(protocol, payload, &IpOverrides::default())
+    }
+
+    /// An IPv4 frame from the peer to the stack; `overrides` may change the addresses (a
+    /// broadcast or multicast destination also gets the matching Ethernet destination) and
+    /// add IP options, padded with End of Options List to whole words.
+    fn ipv4_frame_with(
+        &mut self,
+        protocol: u8,
+        payload: &[u8],
+        overrides: &IpOverrides,
+    ) -> Vec<u8> {
+        let source = overrides.source.unwrap_or(REMOTE_IP);
+        let destination = overrides.destination.unwrap_or(LOCAL_IP);
+        let mut ethernet_destination = LOCAL_MAC.0;
+        if destination.is_broadcast() || destination.octets()[3] == 255 {
+            ethernet_destination = [0xff; 6];
+        } else if destination.is_multicast() {
+            let o = destination.octets();
+            ethernet_destination = [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]];
+        }
+        let mut options = overrides.options.clone();
+        while !options.len().is_multiple_of(4) {
+            options.push(0);
+        }
+        let header_len = 20 + options.len();
+        let mut frame = Vec::with_capacity(14 + header_len + payload.len());
+        frame.extend_from_slice(&ethernet_destination);
         frame.extend_from_slice(&PEER_MAC.0);
         frame.extend_from_slice(&0x0800u16.to_be_bytes());
-        let total = (20 + payload.len()) as u16;
-        let mut ip = [0u8; 20];
-        ip[0] = 0x45;
+        let total = (header_len + payload.len()) as u16;
+        let mut ip = vec![0u8; header_len];
+        ip[0] = 0x40 | (header_len / 4) as u8;
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
         self.ip_id = self.ip_id.wrapping_add(1);
         ip[8] = 64;
         ip[9] = protocol;
-        ip[12..16].copy_from_slice(&REMOTE_IP.octets());
-        ip[16..20].copy_from_slice(&LOCAL_IP.octets());
+        ip[12..16].copy_from_slice(&source.octets());
+        ip[16..20].copy_from_slice(&destination.octets());
+        ip[20..].copy_from_slice(&options);
         let sum = !ones_complement_sum(0, &ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
         frame.extend_from_slice(&ip);
@@ -1047,6 +1083,17 @@ impl Runtime {
                     }
                     Ok(0)
                 }
+                Some("SO_KEEPALIVE") => {
+                    let on = matches!(call.args.get(3), Some(Arg::Array(v)) if v.first() == Some(&Arg::Int(1)));
+                    let Fd::Tcp(t) = entry else {
+                        return Err(unsupported("SO_KEEPALIVE on a UDP socket".into()));
+                    };
+                    t.keepalive = on;
+                    if let Some(c) = t.connection {
+                        let _ = stack.tcp_set_keepalive(c, on.then_some(KEEPALIVE_IDLE_US));
+                    }
+                    Ok(0)
+                }
                 Some("TCP_NODELAY") => {
                     let on = matches!(call.args.get(3), Some(Arg::Array(v)) if v.first() == Some(&Arg::Int(1)));
                     if let Fd::Tcp(t) = entry {
@@ -1077,6 +1124,7 @@ impl Runtime {
                     (Some("SO_RCVBUF"), _) => self.rx_buffer_bytes as i64,
                     (Some("SO_REUSEADDR"), _) => 1,
                     (Some("TCP_NODELAY"), Fd::Tcp(t)) => i64::from(t.nodelay),
+                    (Some("SO_KEEPALIVE"), Fd::Tcp(t)) => i64::from(t.keepalive),
                     (other, _) => {
                         return Err(unsupported(format!(
                             "the socket option {}",
@@ -1165,6 +1213,9 @@ impl Runtime {
                             t.connection = Some(c);
                             if t.nodelay {
                                 let _ = stack.tcp_set_nagle(c, false);
+                            }
+                            if t.keepalive {
+                                let _ = stack.tcp_set_keepalive(c, Some(KEEPALIVE_IDLE_US));
                             }
                             if t.nonblocking {
                                 Err("EINPROGRESS")
@@ -1466,6 +1517,10 @@ fn render_options(options: &[TcpOption]) -> String {
                 format!("sack {}", blocks.join(" "))
             }
             TcpOption::Timestamp { value, echo } => format!("TS val {value} ecr {echo}"),
+            TcpOption::BadLength { kind, length, data } => {
+                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                format!("opt {kind} 0x{hex} len {length}")
+            }
             TcpOption::Other { kind, data } => {
                 let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
                 if hex.is_empty() {
@@ -1535,6 +1590,10 @@ fn encode_option(option: &TcpOption, local_isn: u32, out: &mut Vec<u8>) {
         }
         TcpOption::Other { kind, data } => {
             out.extend_from_slice(&[*kind, (2 + data.len()) as u8]);
+            out.extend_from_slice(data);
+        }
+        TcpOption::BadLength { kind, length, data } => {
+            out.extend_from_slice(&[*kind, *length]);
             out.extend_from_slice(data);
         }
     }
@@ -1612,10 +1671,15 @@ fn decode_options(mut bytes: &[u8], peer_isn: u32) -> Vec<TcpOption> {
 }
 
 /// The checksum of a TCP or UDP segment from the peer to the stack.
-fn transport_checksum(protocol: u8, segment: &[u8]) -> u16 {
+fn transport_checksum(
+    source: Ipv4Addr,
+    destination: Ipv4Addr,
+    protocol: u8,
+    segment: &[u8],
+) -> u16 {
     let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&REMOTE_IP.octets());
-    pseudo[4..8].copy_from_slice(&LOCAL_IP.octets());
+    pseudo[0..4].copy_from_slice(&source.octets());
+    pseudo[4..8].copy_from_slice(&destination.octets());
     pseudo[9] = protocol;
     pseudo[10..12].copy_from_slice(&(segment.len() as u16).to_be_bytes());
     let sum = ones_complement_sum(u32::from(ones_complement_sum(0, &pseudo)), segment);
