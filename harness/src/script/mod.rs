@@ -279,6 +279,16 @@ pub const ERRNO_NAMES: &[&str] = &[
     "EALREADY",
     "EINPROGRESS",
     "ENOPROTOOPT",
+    "EFAULT",
+    "EACCES",
+    "ENOMEM",
+    "EMSGSIZE",
+    "ENOBUFS",
+    "EDESTADDRREQ",
+    "EAFNOSUPPORT",
+    "EADDRNOTAVAIL",
+    "ENETDOWN",
+    "EHOSTDOWN",
 ];
 
 /// Linux's number for an errno name.
@@ -305,6 +315,16 @@ pub fn errno_value(name: &str) -> Option<i64> {
         "EHOSTUNREACH" => 113,
         "EALREADY" => 114,
         "EINPROGRESS" => 115,
+        "EFAULT" => 14,
+        "EACCES" => 13,
+        "ENOMEM" => 12,
+        "EMSGSIZE" => 90,
+        "ENOBUFS" => 105,
+        "EDESTADDRREQ" => 89,
+        "EAFNOSUPPORT" => 97,
+        "EADDRNOTAVAIL" => 99,
+        "ENETDOWN" => 100,
+        "EHOSTDOWN" => 112,
         _ => return None,
     })
 }

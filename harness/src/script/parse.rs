@@ -88,6 +88,12 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
             parse_option_line(&mut cursor)?;
             continue;
         }
+        if cursor.rest().starts_with('`') {
+            return Err(cursor.unsupported(
+                "shell commands (`...`)",
+                Some("wirelab configures the stack under test itself; a script cannot run commands on the host".into()),
+            ));
+        }
         if cursor.rest().starts_with("%{") {
             return Err(cursor.unsupported(
                 "embedded Python (%{ ... }%)",
@@ -96,6 +102,12 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
         }
         let time = parse_time(&mut cursor)?;
         cursor.skip_space();
+        if cursor.rest().starts_with("%{") {
+            return Err(cursor.unsupported(
+                "embedded Python (%{ ... }%)",
+                Some("check the result with a later packet or socket call instead".into()),
+            ));
+        }
         let action_column = cursor.column();
         let event = match cursor.peek() {
             Some('<') => {
@@ -388,6 +400,11 @@ fn parse_packet(cursor: &mut Cursor, inbound: bool) -> Result<Packet> {
         "" if cursor.peek() == Some('.') => {
             cursor.bump();
             parse_tcp(cursor, TcpFlags(TcpFlags::ACK), inbound)
+        }
+        // packetdrill's spelling of a segment with no flags at all.
+        "" if cursor.peek() == Some('-') => {
+            cursor.bump();
+            parse_tcp(cursor, TcpFlags(0), inbound)
         }
         "ect0" | "ect1" | "ce" | "noecn" | "ect01" => Err(LocatedError {
             line: cursor.line,
