@@ -1296,6 +1296,29 @@ void wl_echo_close(struct wl_host *h, struct wl_echo *e) {
 
 /* ---- driving the host ---- */
 
+/* A test hook (TEST_ASSERT_ENV on the Rust side): misuse the raw API on purpose, by taking a
+   window update on a listening pcb, so that lwIP's own assertion "don't call tcp_recved for
+   listen-pcbs" fires and abort() ends the process, exactly as a genuine lwIP bug would. */
+void wl_test_assert(struct wl_host *h) {
+  wl_current = h;
+  struct tcp_pcb *pcb = h->f.tcp_new_ip_type(IPADDR_TYPE_ANY);
+  if (pcb == NULL) {
+    return;
+  }
+  ip_addr_t any;
+  wl_any_addr(&any, IPADDR_TYPE_ANY);
+  if (h->f.tcp_bind(pcb, &any, 0) != ERR_OK) {
+    h->f.tcp_close(pcb);
+    return;
+  }
+  struct tcp_pcb *listener = h->f.tcp_listen_with_backlog(pcb, 1);
+  if (listener == NULL) {
+    h->f.tcp_close(pcb);
+    return;
+  }
+  h->f.tcp_recved(listener, 1);
+}
+
 void wl_set_now(struct wl_host *h, uint32_t now_ms) { h->now_ms = now_ms; }
 
 void wl_set_tx(struct wl_host *h, void *tx_ctx) { h->tx_ctx = tx_ctx; }

@@ -137,19 +137,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Where a scenario's goldens live: `golden/<name>.snap` for the reviewed snapshot, and one
 /// capture per segment, `golden/<name>.<ext>` when the scenario has one segment and
 /// `golden/<name>.<segment>.<ext>` when it has several.
+///
+/// Those are the goldens of the scenario as written. A run with every host moved onto another
+/// stack (`cargo xtask scenarios --stack lwip`) has goldens of its own beside them, the same
+/// names with `@<stack>` after the scenario's name: `golden/<name>@lwip.snap`,
+/// `golden/<name>@lwip.pcapng`, `golden/<name>@lwip.<segment>.pcapng`. [`golden_variant`]
+/// says which set a run uses; this is the one place that spells the names.
 pub struct GoldenPaths {
     pub snapshot: PathBuf,
     /// `(segment, path)` in segment order.
     pub captures: Vec<(String, PathBuf)>,
 }
 
+/// What separates a stack's goldens from the scenario's own: `@` and the stack's name.
+pub const VARIANT_MARK: char = '@';
+
+/// The golden set of a run of `scenario` with every host on `stack` (`None`: as written):
+/// `None` for the scenario's own goldens, which a run that changes no host also uses, or
+/// `Some("lwip")` for `golden/<name>@lwip.*`.
+pub fn golden_variant(
+    scenario: &crate::scenario::Scenario,
+    stack: Option<crate::config::StackKind>,
+) -> Option<&'static str> {
+    let stack = stack?;
+    if scenario.config.hosts.iter().all(|h| h.stack == stack) {
+        None
+    } else {
+        Some(crate::scenario::stack_name(stack))
+    }
+}
+
 pub fn golden_paths(
     golden_root: &Path,
     scenario_name: &str,
+    variant: Option<&str>,
     segments: &[String],
     extension: &str,
 ) -> GoldenPaths {
-    let base = golden_root.join(scenario_name);
+    let base = match variant {
+        Some(stack) => golden_root.join(format!("{scenario_name}{VARIANT_MARK}{stack}")),
+        None => golden_root.join(scenario_name),
+    };
     let with = |suffix: &str| {
         let mut os = base.clone().into_os_string();
         os.push(suffix);
@@ -170,6 +198,30 @@ pub fn golden_paths(
         snapshot: with(".snap"),
         captures,
     }
+}
+
+/// Whether `relative` (a path under `golden/`, with `/` separators) is a golden of the
+/// scenario `name`: its own (`<name>.<rest>`) or a stack's (`<name>@<stack>.<rest>`), with no
+/// further folder in `<rest>`.
+pub fn belongs_to(relative: &str, name: &str) -> bool {
+    let Some(rest) = relative.strip_prefix(name) else {
+        return false;
+    };
+    let rest = match rest.strip_prefix(VARIANT_MARK) {
+        Some(variant) => {
+            let Some(stack_len) = crate::scenario::STACKS
+                .iter()
+                .map(|s| crate::scenario::stack_name(*s))
+                .find(|s| variant.starts_with(s))
+                .map(str::len)
+            else {
+                return false;
+            };
+            &variant[stack_len..]
+        }
+        None => rest,
+    };
+    rest.starts_with('.') && !rest[1..].contains('/')
 }
 
 /// The file insta reads for a snapshot with these contents, so that `--bless` and
@@ -340,6 +392,32 @@ mod tests {
         let mut out = Vec::new();
         builder.write(&mut out, &[1, 2, 3]).expect("a valid frame");
         out
+    }
+
+    #[test]
+    fn stack_goldens_sit_beside_the_scenarios_own() {
+        let root = Path::new("golden");
+        let own = golden_paths(root, "tcp/handshake", None, &["lan".into()], "pcapng");
+        assert_eq!(own.snapshot, Path::new("golden/tcp/handshake.snap"));
+        assert_eq!(own.captures[0].1, Path::new("golden/tcp/handshake.pcapng"));
+        let lwip = golden_paths(
+            root,
+            "tcp/handshake",
+            Some("lwip"),
+            &["a".into(), "b".into()],
+            "pcap",
+        );
+        assert_eq!(lwip.snapshot, Path::new("golden/tcp/handshake@lwip.snap"));
+        assert_eq!(
+            lwip.captures[1].1,
+            Path::new("golden/tcp/handshake@lwip.b.pcap")
+        );
+        assert!(belongs_to("tcp/handshake.snap", "tcp/handshake"));
+        assert!(belongs_to("tcp/handshake@lwip.snap", "tcp/handshake"));
+        assert!(belongs_to("tcp/handshake@lwip.lan.pcapng", "tcp/handshake"));
+        assert!(!belongs_to("tcp/handshake@nosuch.snap", "tcp/handshake"));
+        assert!(!belongs_to("tcp/handshake2.snap", "tcp/handshake"));
+        assert!(!belongs_to("tcp/handshake@lwip", "tcp/handshake"));
     }
 
     #[test]

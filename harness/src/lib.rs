@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod conformance;
 pub mod decode;
+pub mod diff;
 pub mod fuzz;
 pub mod golden;
 pub mod impair;

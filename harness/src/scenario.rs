@@ -13,10 +13,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::apps::AppConfig;
+use crate::check::{check, Checked};
 use crate::config::{
     closest, did_you_mean, CaptureConfig, Cidr, HostConfig, KeyPath, PathPart, ScheduledEvent,
-    SegmentConfig, TraceLevel, WorldConfig,
+    SegmentConfig, StackKind, TraceLevel, WorldConfig,
 };
+use crate::sim::{RunError, RunOptions};
 
 /// The seed a scenario runs with when its file names none.
 pub const DEFAULT_SEED: u64 = 1;
@@ -64,6 +66,29 @@ pub struct ScenarioFile {
     pub apps: Vec<AppConfig>,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// Expectations a stack is known to fail, because it breaks a requirement: with every host
+    /// on that stack, each must fail exactly so, and the run passes on that account.
+    #[serde(default)]
+    pub known_failures: Vec<KnownFailure>,
+}
+
+/// An `[[expect]]` a stack is known to fail. With every host of the run on `stack`, the
+/// expectation must fail (and, with `observed`, show exactly that); the failure is then
+/// reported but does not fail the run. Should the expectation hold, or fail otherwise, the run
+/// fails: a fixed or changed stack is noticed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownFailure {
+    /// The stack that fails, `"smoltcp"` or `"lwip"`.
+    pub stack: StackKind,
+    /// Which `[[expect]]` fails: 1 for the first in the file.
+    pub expect: usize,
+    /// The requirement the stack breaks, like `rfc6298:5.5`.
+    pub requirement: String,
+    /// What the failing expectation observes, word for word as the report shows it; when
+    /// given, any other observation fails the run.
+    #[serde(default)]
+    pub observed: Option<String>,
 }
 
 /// `count` hosts named `<prefix>1` ... `<prefix><count>`, addressed upwards from the first
@@ -191,6 +216,10 @@ pub enum Expectation {
     Finding {
         rule: String,
         requirement: String,
+        /// The stack whose defect this is: the check applies only to runs with every host on
+        /// it. Without it, the check applies to every run.
+        #[serde(default)]
+        stack: Option<StackKind>,
         #[serde(default)]
         equals: Option<u64>,
         #[serde(default)]
@@ -378,6 +407,151 @@ pub struct Scenario {
     pub expectations: Vec<Expectation>,
     /// For each expectation that names an application, its index in `apps`.
     pub expectation_apps: Vec<Option<usize>>,
+    /// For each expectation, its number in the file (1 for the first `[[expect]]`), which
+    /// [`KnownFailure::expect`] refers to; [`Scenario::on_stack`] drops some expectations.
+    pub expectation_numbers: Vec<usize>,
+    pub known_failures: Vec<KnownFailure>,
+}
+
+/// Every stack a host can run, in the order reports list them.
+pub const STACKS: [StackKind; 2] = [StackKind::Smoltcp, StackKind::Lwip];
+
+/// A stack's name as files and command lines spell it.
+pub fn stack_name(stack: StackKind) -> &'static str {
+    match stack {
+        StackKind::Smoltcp => "smoltcp",
+        StackKind::Lwip => "lwip",
+    }
+}
+
+/// Parses a stack's name, as `--stack` and `--diff` take it.
+pub fn parse_stack(text: &str) -> Result<StackKind, String> {
+    STACKS
+        .into_iter()
+        .find(|s| stack_name(*s) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = STACKS.iter().map(|s| stack_name(*s)).collect();
+            format!(
+                "`{text}` is not a stack{}: one of {}",
+                did_you_mean(text, names.iter().copied()),
+                names.join(", ")
+            )
+        })
+}
+
+impl Scenario {
+    /// The stack every host runs, if they all run the same one.
+    pub fn run_stack(&self) -> Option<StackKind> {
+        let first = self.config.hosts.first()?.stack;
+        self.config
+            .hosts
+            .iter()
+            .all(|h| h.stack == first)
+            .then_some(first)
+    }
+
+    /// The scenario as a run judges it: with every host on `stack` (as written for `None`),
+    /// keeping only the `finding` checks and known failures that apply to the stack the
+    /// hosts then run.
+    pub fn on_stack(&self, stack: Option<StackKind>) -> Scenario {
+        let mut scenario = self.clone();
+        if let Some(stack) = stack {
+            for host in &mut scenario.config.hosts {
+                host.stack = stack;
+            }
+        }
+        let run_stack = scenario.run_stack();
+        let applies = |e: &Expectation| match e {
+            Expectation::Finding {
+                stack: Some(only), ..
+            } => run_stack == Some(*only),
+            _ => true,
+        };
+        let kept: Vec<bool> = scenario.expectations.iter().map(applies).collect();
+        let mut keep = kept.iter();
+        scenario
+            .expectations
+            .retain(|_| keep.next().copied().unwrap_or(true));
+        let mut keep = kept.iter();
+        scenario
+            .expectation_apps
+            .retain(|_| keep.next().copied().unwrap_or(true));
+        let mut keep = kept.iter();
+        scenario
+            .expectation_numbers
+            .retain(|_| keep.next().copied().unwrap_or(true));
+        scenario
+            .known_failures
+            .retain(|k| run_stack == Some(k.stack));
+        scenario
+    }
+
+    /// Judges the known failures of this (already [`on_stack`](Self::on_stack)) scenario in a
+    /// run: each expectation named must have failed as recorded; its failure then leaves the
+    /// problems, and its line in the report says it is known. Otherwise the run fails saying
+    /// what changed.
+    pub fn settle_known_failures(&self, checked: &mut Checked) {
+        for known in &self.known_failures {
+            let stack = stack_name(known.stack);
+            let Some(index) = self
+                .expectation_numbers
+                .iter()
+                .position(|n| *n == known.expect)
+            else {
+                checked.problems.push(format!(
+                    "the known failure of {stack} ({}) names [[expect]] number {}, which this run does not judge",
+                    known.requirement, known.expect
+                ));
+                continue;
+            };
+            let Some(result) = checked.expectations.get_mut(index) else {
+                continue;
+            };
+            if result.passed {
+                checked.problems.push(format!(
+                    "known failure of {stack} ({}) no longer fails: {} (observed {}); remove it from known_failures, and re-bless",
+                    known.requirement, result.expectation, result.observed
+                ));
+                continue;
+            }
+            if let Some(recorded) = &known.observed {
+                if *recorded != result.observed {
+                    checked.problems.push(format!(
+                        "known failure of {stack} ({}) fails differently: {} observed {}, the known failure records {recorded}",
+                        known.requirement, result.expectation, result.observed
+                    ));
+                    continue;
+                }
+            }
+            // The line `check` wrote for this failure, which is now accounted for.
+            let line = format!(
+                "expected {}, observed {}",
+                result.expectation, result.observed
+            );
+            if let Some(at) = checked.problems.iter().position(|p| *p == line) {
+                checked.problems.remove(at);
+            }
+            result.expectation = format!(
+                "{} [known failure of {stack}: {}]",
+                result.expectation, known.requirement
+            );
+        }
+    }
+}
+
+/// Runs `scenario` with every host on `stack` (as written for `None`) at `seed`, and judges
+/// it with the checks and known failures that apply to that stack: what `cargo xtask
+/// scenarios`, `cargo test` and differential runs all call.
+pub fn check_on(
+    scenario: &Scenario,
+    stack: Option<StackKind>,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<Checked, RunError> {
+    let scenario = scenario.on_stack(stack);
+    let mut checked = check(&scenario, seed, options)?;
+    scenario.settle_known_failures(&mut checked);
+    Ok(checked)
 }
 
 /// A scenario file that cannot be used, with where and why.
@@ -714,6 +888,59 @@ pub fn parse(
         expectation_apps.push(app_index);
     }
 
+    for (i, known) in parsed.known_failures.iter().enumerate() {
+        let path = root.key("known_failures").index(i);
+        let Some(expectation) = known
+            .expect
+            .checked_sub(1)
+            .and_then(|e| parsed.expect.get(e))
+        else {
+            return Err(at(
+                path.key("expect"),
+                format!(
+                    "`expect` is the number of an [[expect]] table, 1 to {}, not {}",
+                    parsed.expect.len(),
+                    known.expect
+                ),
+            ));
+        };
+        if let Expectation::Finding {
+            stack: Some(only), ..
+        } = expectation
+        {
+            if *only != known.stack {
+                return Err(at(
+                    path.key("stack"),
+                    format!(
+                        "[[expect]] number {} is a finding of {} only, so {} never runs it",
+                        known.expect,
+                        stack_name(*only),
+                        stack_name(known.stack)
+                    ),
+                ));
+            }
+        }
+        if known.requirement.is_empty() {
+            return Err(at(
+                path.key("requirement"),
+                "name the requirement the stack breaks, like `rfc6298:5.5`".to_string(),
+            ));
+        }
+        if parsed.known_failures[..i]
+            .iter()
+            .any(|k| k.stack == known.stack && k.expect == known.expect)
+        {
+            return Err(at(
+                path,
+                format!(
+                    "[[expect]] number {} is already a known failure of {}",
+                    known.expect,
+                    stack_name(known.stack)
+                ),
+            ));
+        }
+    }
+
     Ok(Scenario {
         name: parsed.name,
         path: file.to_path_buf(),
@@ -721,8 +948,10 @@ pub fn parse(
         requirements: parsed.requirements,
         config,
         apps,
+        expectation_numbers: (1..=parsed.expect.len()).collect(),
         expectations: parsed.expect,
         expectation_apps,
+        known_failures: parsed.known_failures,
     })
 }
 
@@ -983,11 +1212,17 @@ pub fn describe(expectation: &Expectation) -> String {
             let _ = write!(out, "the run ends {outcome}");
         }
         Expectation::Finding {
-            rule, requirement, ..
+            rule,
+            requirement,
+            stack,
+            ..
         } => {
+            let of = stack
+                .map(|s| format!(" of {}", stack_name(s)))
+                .unwrap_or_default();
             let _ = write!(
                 out,
-                "known finding ({requirement}): oracle {rule} fires {}",
+                "known finding{of} ({requirement}): oracle {rule} fires {}",
                 bounds
             );
         }
@@ -1165,6 +1400,82 @@ equals = 4
             let e = err(text);
             assert!(!e.message.is_empty());
         }
+    }
+
+    /// GOOD with the ping's reply count expected to be `equals`, and these tables added.
+    fn with_known(equals: u32, extra: &str) -> Result<Scenario, ScenarioError> {
+        let text = GOOD.replace("equals = 4", &format!("equals = {equals}"));
+        parse(&format!("{text}\n{extra}"), Path::new("s.toml"), None)
+    }
+
+    const KNOWN: &str =
+        "[[known_failures]]\nstack = \"smoltcp\"\nexpect = 1\nrequirement = \"rfc792:echo\"\n";
+
+    #[test]
+    fn a_known_failure_must_fail_exactly_as_recorded() {
+        let run =
+            |s: &Scenario, stack| check_on(s, stack, 1, &RunOptions::default()).expect("runs");
+        // Four replies arrive; expecting five fails, and the known failure accepts that.
+        let known = with_known(5, KNOWN).expect("valid");
+        let checked = run(&known, None);
+        assert!(checked.passed(), "{:?}", checked.problems);
+        assert!(!checked.expectations[0].passed);
+        assert!(checked.expectations[0]
+            .expectation
+            .ends_with("[known failure of smoltcp: rfc792:echo]"));
+        // With the observation recorded, another one fails the run.
+        let exact = with_known(5, &format!("{KNOWN}observed = \"4\"\n")).expect("valid");
+        assert!(run(&exact, None).passed());
+        let other = with_known(5, &format!("{KNOWN}observed = \"3\"\n")).expect("valid");
+        let problems = run(&other, None).problems;
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("expected "), "{problems:?}");
+        assert!(problems[1].contains("fails differently"), "{problems:?}");
+        // A stack that is fixed is noticed.
+        let fixed = with_known(4, KNOWN).expect("valid");
+        let problems = run(&fixed, None).problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("no longer fails"), "{problems:?}");
+        // Another stack's known failure does not apply: the expectation fails plainly.
+        let lwip_only = with_known(5, &KNOWN.replace("smoltcp", "lwip")).expect("valid");
+        let checked = run(&lwip_only, None);
+        assert_eq!(checked.problems.len(), 1, "{:?}", checked.problems);
+        assert!(
+            checked.problems[0].starts_with("expected "),
+            "{:?}",
+            checked.problems
+        );
+    }
+
+    #[test]
+    fn known_failures_and_stack_findings_are_checked_when_read() {
+        let e = with_known(4, &KNOWN.replace("expect = 1", "expect = 2")).expect_err("no 2nd");
+        assert!(e.message.contains("1 to 1, not 2"), "{e}");
+        assert_eq!(e.line, 32, "{e}");
+        let e = with_known(4, &KNOWN.replace("rfc792:echo", "")).expect_err("empty");
+        assert!(e.message.contains("requirement"), "{e}");
+        let e = with_known(4, &format!("{KNOWN}{KNOWN}")).expect_err("twice");
+        assert!(e.message.contains("already a known failure"), "{e}");
+        let e = with_known(4, &KNOWN.replace("stack = \"smoltcp\"", "stack = \"lwp\""))
+            .expect_err("no such stack");
+        assert!(e.message.contains("did you mean `lwip`?"), "{e}");
+        let finding = "[[expect]]\ncheck = \"finding\"\nrule = \"checksum\"\nrequirement = \"r\"\nstack = \"lwip\"\nequals = 0\n";
+        let e = with_known(
+            4,
+            &format!("{finding}{}", KNOWN.replace("expect = 1", "expect = 2")),
+        )
+        .expect_err("smoltcp never runs an lwIP finding");
+        assert!(e.message.contains("finding of lwip only"), "{e}");
+        // A stack's finding is judged only with every host on that stack.
+        let s = with_known(4, finding).expect("valid");
+        assert_eq!(s.on_stack(None).expectations.len(), 1);
+        assert_eq!(s.on_stack(Some(StackKind::Lwip)).expectations.len(), 2);
+        assert_eq!(
+            s.on_stack(Some(StackKind::Lwip)).expectation_numbers,
+            [1, 2]
+        );
+        assert_eq!(parse_stack("lwip"), Ok(StackKind::Lwip));
+        assert!(parse_stack("linux").is_err());
     }
 
     #[test]

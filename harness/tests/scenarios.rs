@@ -1,12 +1,24 @@
-//! One test per scenario file (libtest-mimic): the run passes its expectations and oracles, its captures match the golden pcaps byte for byte, its decoded snapshot matches the reviewed insta snapshot, and the two goldens agree; plus tidy checks on the library.
+//! One test per scenario file (libtest-mimic): the run passes its expectations and oracles, its captures match the golden pcaps byte for byte, its decoded snapshot matches the reviewed insta snapshot, and the two goldens agree; the same per scenario with every host on lwIP, against the `@lwip` goldens, each in a child process; plus tidy checks on the library.
+//!
+//! libtest-mimic runs trials as threads of one process, and an lwIP assertion calls
+//! `abort()`, which would end every trial at once. So each lwIP trial runs this test binary
+//! again as a child process (told what to do by [`CHILD_ENV`]) and reports how the child
+//! ended: an abort fails that one trial with its seed and lwIP's last words.
 
 use std::path::{Path, PathBuf};
 
 use harness::check::{check, snapshot_agrees_with_capture};
-use harness::golden::{compare_capture, golden_paths, snapshot_contents};
-use harness::scenario::{discover, json_schema, load, Scenario};
+use harness::config::StackKind;
+use harness::golden::{
+    belongs_to, compare_capture, golden_paths, golden_variant, snapshot_contents,
+};
+use harness::scenario::{check_on, discover, json_schema, load, parse_stack, stack_name, Scenario};
 use harness::sim::RunOptions;
 use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Set to `<stack>:<scenario>` in a child process of this binary: it runs that one trial and
+/// exits 0 when it passed, 1 with the reason on standard error when it did not.
+const CHILD_ENV: &str = "WIRELAB_SCENARIO_TEST_CHILD";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,11 +34,21 @@ fn capture_extension(scenario: &Scenario) -> &'static str {
     }
 }
 
-fn check_scenario(scenario: &Scenario) -> Result<(), Failed> {
-    let checked = check(scenario, scenario.config.seed, &RunOptions::default())
-        .map_err(|e| format!("{}: the world could not be built: {e}", scenario.name))?;
+/// The scenario with every host on `stack` (as written for `None`): its run, its goldens
+/// (the scenario's own or the stack's `@<stack>` set) and its snapshot.
+fn check_scenario(scenario: &Scenario, stack: Option<StackKind>) -> Result<(), Failed> {
+    let checked = check_on(
+        scenario,
+        stack,
+        scenario.config.seed,
+        &RunOptions::default(),
+    )
+    .map_err(|e| format!("{}: the world could not be built: {e}", scenario.name))?;
+    let stack_option = stack
+        .map(|s| format!(" --stack {}", stack_name(s)))
+        .unwrap_or_default();
     let reproduce = format!(
-        "reproduce: cargo xtask scenarios --filter {} --seed {}",
+        "reproduce: cargo xtask scenarios{stack_option} --filter {} --seed {}",
         scenario.name, scenario.config.seed
     );
     if !checked.passed() {
@@ -41,6 +63,7 @@ fn check_scenario(scenario: &Scenario) -> Result<(), Failed> {
     let golden = golden_paths(
         &workspace().join("golden"),
         &scenario.name,
+        golden_variant(scenario, stack),
         &segments,
         capture_extension(scenario),
     );
@@ -76,7 +99,7 @@ fn check_scenario(scenario: &Scenario) -> Result<(), Failed> {
     }
     if !problems.is_empty() {
         return Err(format!(
-            "{}\nbless with: cargo xtask scenarios --filter {} --bless\n{reproduce}",
+            "{}\nbless with: cargo xtask scenarios{stack_option} --filter {} --bless\n{reproduce}",
             problems.join("\n"),
             scenario.name
         )
@@ -156,11 +179,7 @@ fn no_orphan_goldens(scenarios: &[Scenario]) -> Result<(), Failed> {
                 .map_err(|e| e.to_string())?
                 .to_string_lossy()
                 .replace('\\', "/");
-            let owned = scenarios.iter().any(|s| {
-                relative
-                    .strip_prefix(&s.name)
-                    .is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('/'))
-            });
+            let owned = scenarios.iter().any(|s| belongs_to(&relative, &s.name));
             if !owned {
                 orphans.push(relative);
             }
@@ -177,7 +196,71 @@ fn no_orphan_goldens(scenarios: &[Scenario]) -> Result<(), Failed> {
     }
 }
 
+/// The trial of `scenario` on `stack`, run in a child process of this binary.
+fn check_in_child(scenario: &Scenario, stack: StackKind) -> Result<(), Failed> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this test binary: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .env(
+            CHILD_ENV,
+            format!("{}:{}", stack_name(stack), scenario.name),
+        )
+        // insta's report of a changed snapshot says more than a backtrace would.
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("starting a child process: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
+        Some(signal) => format!(
+            "the child process running it on {} died of signal {signal} at seed {}; its last words:\n",
+            stack_name(stack),
+            scenario.config.seed
+        ),
+        None => String::new(),
+    };
+    let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{how}{}\nreproduce: cargo xtask scenarios --stack {} --filter {} --seed {}",
+        tail.join("\n"),
+        stack_name(stack),
+        scenario.name,
+        scenario.config.seed
+    )
+    .into())
+}
+
+/// The child side of [`check_in_child`].
+fn child_main(what: &str) -> ! {
+    let result = (|| -> Result<(), String> {
+        let (stack, name) = what
+            .split_once(':')
+            .ok_or_else(|| format!("{CHILD_ENV}={what}: expected <stack>:<scenario>"))?;
+        let stack = parse_stack(stack)?;
+        let root = workspace().join("scenarios");
+        let file = root.join(format!("{name}.toml"));
+        let scenario = load(&file, &root).map_err(|e| e.to_string())?;
+        check_scenario(&scenario, Some(stack)).map_err(|f| {
+            f.message()
+                .map_or_else(|| "failed".to_string(), str::to_string)
+        })
+    })();
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
+    if let Ok(what) = std::env::var(CHILD_ENV) {
+        child_main(&what);
+    }
     let args = Arguments::from_args();
     let root = workspace().join("scenarios");
     let mut trials = Vec::new();
@@ -223,9 +306,22 @@ fn main() {
         }
     }));
     for scenario in scenarios {
+        if golden_variant(&scenario, Some(StackKind::Lwip)).is_some() {
+            let on_lwip = scenario.clone();
+            trials.push(Trial::test(
+                format!("scenario::{}@lwip", scenario.name),
+                move || match stack::lwip::available() {
+                    Ok(()) => check_in_child(&on_lwip, StackKind::Lwip),
+                    Err(missing) => {
+                        harness::skip_test(&missing.to_string());
+                        Ok(())
+                    }
+                },
+            ));
+        }
         trials.push(Trial::test(
             format!("scenario::{}", scenario.name),
-            move || check_scenario(&scenario),
+            move || check_scenario(&scenario, None),
         ));
     }
     libtest_mimic::run(&args, trials).exit();

@@ -21,7 +21,8 @@
 //! no SACK, no timestamps, a 250 ms TCP timer.
 //!
 //! An lwIP assertion calls `abort()`, which ends the process; the glue prints which host's
-//! copy did it first.
+//! copy did it first. To prove that runners survive that, [`TEST_ASSERT_ENV`] makes one host
+//! misuse lwIP's raw API on purpose so that a real lwIP assertion fires.
 
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_long, c_void, CString};
@@ -32,6 +33,13 @@ use std::sync::OnceLock;
 use crate::{
     EchoReply, FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig, TcpEnd, TcpState,
 };
+
+/// A test hook: when this environment variable names a host, that host's lwIP copy is asked,
+/// at its first poll, to take window updates on a listening connection (`tcp_recved` on a
+/// listen pcb), which lwIP 2.1.3 rejects with the assertion "don't call tcp_recved for
+/// listen-pcbs": the process aborts the way it would on a genuine lwIP bug. Runners set it
+/// only in the child process of the run meant to die.
+pub const TEST_ASSERT_ENV: &str = "WIRELAB_LWIP_TEST_ASSERT";
 
 /// What to tell someone whose machine lacks lwIP.
 pub const INSTALL_HINT: &str = "lwIP is not installed: apt-get install liblwip-dev liblwip0";
@@ -178,6 +186,7 @@ glue! {
     fn wl_echo_send(h: *mut WlHost, e: *mut WlEcho, addr: *const u8, v6: c_int, seq: u16, payload: *const u8, len: usize) -> c_int;
     fn wl_echo_recv(h: *mut WlHost, e: *mut WlEcho, from: *mut u8, v6: *mut u8, seq: *mut u16, payload_len: *mut u32) -> c_int;
     fn wl_echo_close(h: *mut WlHost, e: *mut WlEcho);
+    fn wl_test_assert(h: *mut WlHost);
 }
 
 // lwIP's err_t values the mapping below cares about.
@@ -270,6 +279,8 @@ pub struct LwipStack {
     rx_bytes: Vec<u8>,
     rx_frames: VecDeque<(usize, usize)>,
     entries: Vec<Option<Entry>>,
+    /// Set by [`TEST_ASSERT_ENV`]: make lwIP assert at the next poll.
+    test_assert: bool,
 }
 
 impl std::fmt::Debug for LwipStack {
@@ -331,6 +342,7 @@ impl LwipStack {
             let message = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) };
             return Err(load_error(message.to_string_lossy().into_owned()));
         };
+        let test_assert = std::env::var_os(TEST_ASSERT_ENV).is_some_and(|h| h == *config.name);
         Ok(LwipStack {
             config,
             host,
@@ -338,6 +350,7 @@ impl LwipStack {
             rx_bytes: Vec::new(),
             rx_frames: VecDeque::new(),
             entries: Vec::new(),
+            test_assert,
         })
     }
 
@@ -430,6 +443,10 @@ impl Stack for LwipStack {
 
     fn poll(&mut self, now_us: u64, egress: &mut FrameQueue) -> bool {
         let h = self.h();
+        if self.test_assert {
+            // SAFETY: the host is live; the call ends the process (see TEST_ASSERT_ENV).
+            unsafe { wl_test_assert(h) };
+        }
         for frame in self.pending.iter() {
             egress.push(frame);
         }

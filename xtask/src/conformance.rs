@@ -196,7 +196,18 @@ fn run_scenario(scenario: &Scenario, stack: StackKind, out: &Path) -> anyhow::Re
             })
         }
         StackKind::Lwip => {
-            let judged = scenarios::run_in_child(scenario, seed, stack, out)?;
+            let options = scenarios::Options {
+                filter: None,
+                seed: None,
+                seeds: None,
+                jobs: None,
+                out: out.to_path_buf(),
+                bless: false,
+                stack: Some(stack),
+                diff: None,
+                test_lwip_assert: None,
+            };
+            let judged = scenarios::run_in_child(scenario, seed, stack, &options, false)?;
             Ok(Ran {
                 passed: judged.summary.passed,
                 problems: judged.summary.problems,

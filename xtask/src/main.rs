@@ -46,9 +46,17 @@ enum Command {
         #[arg(long)]
         bless: bool,
         /// Run every host on this stack (smoltcp or lwip) instead of the scenario's own; each
-        /// run goes in a child process, so a stack that aborts fails only its run.
+        /// run goes in a child process, so a stack that aborts fails only its run. Its goldens
+        /// are golden/<name>@<stack>.* (with --bless, written there).
         #[arg(long, value_parser = scenarios::parse_stack)]
         stack: Option<harness::config::StackKind>,
+        /// Run every scenario on two stacks (like smoltcp,lwip), each in a child process, and
+        /// report their verdicts and normalized differences (text, and <out>/diff.json).
+        #[arg(long, value_parser = scenarios::parse_pair)]
+        diff: Option<(harness::config::StackKind, harness::config::StackKind)>,
+        /// Test hook: make an lwIP assertion fire in the child running this scenario.
+        #[arg(long, hide = true)]
+        test_lwip_assert: Option<String>,
     },
     /// Run every scenario (and script) on each available backend and print the RFC requirement
     /// matrix; write it to scenarios/CONFORMANCE.md and <out>/conformance.json.
@@ -74,6 +82,10 @@ enum Command {
         stack: harness::config::StackKind,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        bless: bool,
+        #[arg(long)]
+        no_artifacts: bool,
     },
     /// Measure the simulator against its baselines and targets (release build).
     Bench {
@@ -144,6 +156,8 @@ fn main() -> ExitCode {
             out,
             bless,
             stack,
+            diff,
+            test_lwip_assert,
         } => scenarios::run(scenarios::Options {
             filter,
             seed,
@@ -152,13 +166,18 @@ fn main() -> ExitCode {
             out,
             bless,
             stack,
+            diff,
+            test_lwip_assert,
         }),
         Command::ScenarioChild {
             name,
             seed,
             stack,
             out,
-        } => scenarios::child(&name, seed, stack, &out).map(|()| ExitCode::SUCCESS),
+            bless,
+            no_artifacts,
+        } => scenarios::child(&name, seed, stack, &out, bless, !no_artifacts)
+            .map(|()| ExitCode::SUCCESS),
         Command::Conformance { out, check, jobs } => {
             conformance::run(conformance::Options { out, check, jobs })
         }

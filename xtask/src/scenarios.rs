@@ -1,15 +1,17 @@
-//! `cargo xtask scenarios`: runs the scenario files in parallel, writes captures, traces, snapshots and a JSON summary, and compares them with the goldens.
+//! `cargo xtask scenarios`: runs the scenario files in parallel, writes captures, traces, snapshots and a JSON summary, compares them with the goldens (the scenario's own, or a stack's `@<stack>` ones), and runs differential comparisons between two backends.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use harness::check::{check, Checked, ExpectationResult};
+use harness::check::{Checked, ExpectationResult};
 use harness::config::StackKind;
+use harness::diff::{compare, AppOutcome, Comparison, Names, RunSide};
 use harness::golden::{
-    compare_capture, compare_snapshot, golden_paths, snapshot_file_text, write_atomic,
+    compare_capture, compare_snapshot, golden_paths, golden_variant, snapshot_file_text,
+    write_atomic,
 };
-use harness::scenario::{discover, load, Scenario};
+use harness::scenario::{check_on, discover, load, stack_name, Scenario};
 use harness::sim::RunOptions;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -24,6 +26,11 @@ pub struct Options {
     pub bless: bool,
     /// Run every host on this stack instead of the one its scenario names.
     pub stack: Option<StackKind>,
+    /// Run every scenario on both stacks and compare the runs.
+    pub diff: Option<(StackKind, StackKind)>,
+    /// A test hook: the child running this scenario on lwIP makes its first host misuse
+    /// lwIP's raw API so that an lwIP assertion fires (see `stack::lwip::TEST_ASSERT_ENV`).
+    pub test_lwip_assert: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,9 +45,14 @@ pub(crate) struct RunSummary {
     frames_delivered: u64,
     trace_hash: String,
     pub(crate) expectations: Vec<ExpectationResult>,
-    /// Left empty by runs in a child process.
-    #[serde(skip_deserializing)]
-    apps: Vec<harness::apps::AppReport>,
+    apps: Vec<AppOutcome>,
+}
+
+/// What a child process reports to its parent.
+#[derive(Serialize, Deserialize)]
+struct ChildReport {
+    summary: RunSummary,
+    blessed: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -103,26 +115,37 @@ fn shown(path: &Path) -> String {
         .to_string()
 }
 
-fn reproduce(name: &str, seed: u64) -> String {
-    format!("cargo xtask scenarios --filter {name} --seed {seed}")
+/// `--stack <name>` when a run moves hosts onto a stack, for the commands we print.
+fn stack_option(stack: Option<StackKind>) -> String {
+    stack
+        .map(|s| format!(" --stack {}", stack_name(s)))
+        .unwrap_or_default()
 }
 
-/// Runs one scenario at one seed. Goldens are compared (or blessed) only at the scenario's
-/// own seed, the one they were recorded with.
+fn reproduce(name: &str, seed: u64, stack: Option<StackKind>) -> String {
+    format!(
+        "cargo xtask scenarios{} --filter {name} --seed {seed}",
+        stack_option(stack)
+    )
+}
+
+/// Runs one scenario at one seed, with every host on `stack` (as written for `None`).
+/// Goldens (the scenario's own, or the stack's `@<stack>` set) are compared (or blessed)
+/// only at the scenario's own seed, the one they were recorded with.
 fn run_one(
     scenario: &Scenario,
+    stack: Option<StackKind>,
     seed: u64,
     out: &Path,
     bless: bool,
     write_artifacts: bool,
     goldens: bool,
 ) -> anyhow::Result<Judged> {
-    let checked: Checked = check(scenario, seed, &RunOptions::default())
+    let checked: Checked = check_on(scenario, stack, seed, &RunOptions::default())
         .with_context(|| format!("scenario {}", scenario.name))?;
     let mut problems = checked.problems.clone();
     let mut blessed = Vec::new();
     let snapshot = checked.snapshot();
-    // Goldens are recorded with each scenario's own stacks, at its own seed.
     let at_golden_seed = goldens && seed == scenario.config.seed;
     let segments: Vec<String> = checked
         .report
@@ -137,6 +160,7 @@ fn run_one(
     let golden = golden_paths(
         &workspace_root().join("golden"),
         &scenario.name,
+        golden_variant(scenario, stack),
         &segments,
         extension,
     );
@@ -171,7 +195,7 @@ fn run_one(
         } else if let Err(mismatch) = compare_capture(golden_path, bytes) {
             problems.push(format!(
                 "{mismatch}\n  reproduce: {}",
-                reproduce(&scenario.name, seed)
+                reproduce(&scenario.name, seed, stack)
             ));
         }
     }
@@ -185,13 +209,17 @@ fn run_one(
             }
         } else if let Err(mismatch) = compare_snapshot(&golden.snapshot, &snapshot) {
             problems.push(format!(
-                "snapshot {mismatch}\n  review: cargo insta review (after cargo test), or bless: cargo xtask scenarios --filter {} --bless",
+                "snapshot {mismatch}\n  review: cargo insta review (after cargo test), or bless: cargo xtask scenarios{} --filter {} --bless",
+                stack_option(stack),
                 scenario.name
             ));
         }
     }
     if !checked.passed() {
-        problems.push(format!("reproduce: {}", reproduce(&scenario.name, seed)));
+        problems.push(format!(
+            "reproduce: {}",
+            reproduce(&scenario.name, seed, stack)
+        ));
     }
     Ok(Judged {
         summary: RunSummary {
@@ -205,7 +233,7 @@ fn run_one(
             frames_delivered: checked.report.stats.frames_delivered,
             trace_hash: format!("{:016x}", checked.report.trace_hash()),
             expectations: checked.expectations.clone(),
-            apps: checked.report.apps.clone(),
+            apps: checked.report.apps.iter().map(AppOutcome::from).collect(),
         },
         blessed,
     })
@@ -227,9 +255,13 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|s| options.filter.as_deref().is_none_or(|f| s.name.contains(f)))
         .collect();
-    if options.stack == Some(StackKind::Lwip) {
+    let wanted: Vec<StackKind> = match options.diff {
+        Some((a, b)) => vec![a, b],
+        None => options.stack.into_iter().collect(),
+    };
+    if wanted.contains(&StackKind::Lwip) {
         if let Err(missing) = stack::lwip::available() {
-            eprintln!("error: --stack lwip: {missing}");
+            eprintln!("error: lwip: {missing}");
             return Ok(ExitCode::from(2));
         }
     }
@@ -245,8 +277,8 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         eprintln!("error: --seeds must be at least 1");
         return Ok(ExitCode::from(2));
     }
-    if options.bless && options.stack.is_some() {
-        eprintln!("error: goldens are recorded with each scenario's own stacks; leave out --stack to bless");
+    if options.diff.is_some() && (options.bless || options.stack.is_some() || seeds > 1) {
+        eprintln!("error: --diff runs each scenario once on each of its two stacks; leave out --bless, --stack and --seeds");
         return Ok(ExitCode::from(2));
     }
     if options.bless && (seeds > 1 || options.seed.is_some()) {
@@ -257,6 +289,9 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         .num_threads(options.jobs.unwrap_or(0))
         .build()
         .context("starting the worker threads")?;
+    if let Some(pair) = options.diff {
+        return run_diff(&pool, &scenarios, pair, &options);
+    }
     let jobs: Vec<(&Scenario, u64)> = scenarios
         .iter()
         .flat_map(|s| {
@@ -282,8 +317,16 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         jobs.par_iter()
             .map(|(s, seed)| {
                 let result = match options.stack {
-                    None => run_one(s, *seed, &options.out, options.bless, write_artifacts, true),
-                    Some(stack) => run_in_child(s, *seed, stack, &options.out),
+                    None => run_one(
+                        s,
+                        None,
+                        *seed,
+                        &options.out,
+                        options.bless,
+                        write_artifacts,
+                        true,
+                    ),
+                    Some(stack) => run_in_child(s, *seed, stack, &options, write_artifacts),
                 };
                 progress.inc(1);
                 result
@@ -356,43 +399,38 @@ pub fn write_schema() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stack_name(stack: StackKind) -> &'static str {
-    match stack {
-        StackKind::Smoltcp => "smoltcp",
-        StackKind::Lwip => "lwip",
-    }
-}
-
 /// Parses `--stack`.
 pub fn parse_stack(text: &str) -> Result<StackKind, String> {
-    match text {
-        "smoltcp" => Ok(StackKind::Smoltcp),
-        "lwip" => Ok(StackKind::Lwip),
-        other => Err(format!("`{other}` is not a stack: smoltcp or lwip")),
-    }
+    harness::scenario::parse_stack(text)
 }
 
-/// The scenario with every host on `stack`.
-fn on_stack(scenario: &Scenario, stack: StackKind) -> Scenario {
-    let mut scenario = scenario.clone();
-    for host in &mut scenario.config.hosts {
-        host.stack = stack;
+/// Parses `--diff A,B`: two different stacks.
+pub fn parse_pair(text: &str) -> Result<(StackKind, StackKind), String> {
+    let (a, b) = text.split_once(',').ok_or_else(|| {
+        format!("`{text}`: give two stacks separated by a comma, like smoltcp,lwip")
+    })?;
+    let (a, b) = (parse_stack(a.trim())?, parse_stack(b.trim())?);
+    if a == b {
+        return Err(format!("`{text}`: compare two different stacks"));
     }
-    scenario
+    Ok((a, b))
 }
 
 /// Runs one scenario in a child process of this program, so that a stack that aborts the
 /// process (an lwIP assertion calls `abort()`) fails that run, with its seed and message,
-/// while the other runs go on.
+/// while the other runs go on. The child compares (or, with `--bless`, writes) the stack's
+/// goldens at the scenario's own seed.
 pub(crate) fn run_in_child(
     scenario: &Scenario,
     seed: u64,
     stack: StackKind,
-    out: &Path,
+    options: &Options,
+    write_artifacts: bool,
 ) -> anyhow::Result<Judged> {
     let exe = std::env::current_exe().context("finding this program")?;
-    let out = out.join(stack_name(stack));
-    let output = std::process::Command::new(exe)
+    let out = options.out.join(stack_name(stack));
+    let mut command = std::process::Command::new(exe);
+    command
         .args([
             "scenario-child",
             &scenario.name,
@@ -401,20 +439,30 @@ pub(crate) fn run_in_child(
         ])
         .args(["--stack", stack_name(stack), "--out"])
         .arg(&out)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("starting a child process")?;
+        .stdin(std::process::Stdio::null());
+    if options.bless {
+        command.arg("--bless");
+    }
+    if !write_artifacts {
+        command.arg("--no-artifacts");
+    }
+    command.env_remove(stack::lwip::TEST_ASSERT_ENV);
+    if options.test_lwip_assert.as_deref() == Some(scenario.name.as_str()) {
+        if let Some(host) = scenario.config.hosts.first() {
+            command.env(stack::lwip::TEST_ASSERT_ENV, &host.name);
+        }
+    }
+    let output = command.output().context("starting a child process")?;
     let reproduce = format!(
-        "reproduce: cargo xtask scenarios --stack {} --filter {} --seed {seed}",
-        stack_name(stack),
-        scenario.name
+        "reproduce: {}",
+        reproduce(&scenario.name, seed, Some(stack))
     );
     if output.status.success() {
-        let summary: RunSummary =
+        let report: ChildReport =
             serde_json::from_slice(&output.stdout).context("reading the child's result")?;
         return Ok(Judged {
-            summary,
-            blessed: Vec::new(),
+            summary: report.summary,
+            blessed: report.blessed,
         });
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -431,7 +479,7 @@ pub(crate) fn run_in_child(
             outcome: format!("aborted: {how}"),
             problems: vec![
                 format!(
-                    "{how} running on {}; its last words:\n{}",
+                    "{how} running on {} at seed {seed}; its last words:\n{}",
                     stack_name(stack),
                     last_lines.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ),
@@ -448,16 +496,220 @@ pub(crate) fn run_in_child(
     })
 }
 
-/// The child side of [`run_in_child`]: runs one scenario on `stack` and prints its summary as
-/// JSON on standard output.
-pub fn child(name: &str, seed: u64, stack: StackKind, out: &Path) -> anyhow::Result<()> {
+/// The child side of [`run_in_child`]: runs one scenario on `stack` and prints its summary
+/// (and what it blessed) as JSON on standard output.
+pub fn child(
+    name: &str,
+    seed: u64,
+    stack: StackKind,
+    out: &Path,
+    bless: bool,
+    write_artifacts: bool,
+) -> anyhow::Result<()> {
     let scenarios =
         load_all(&workspace_root()).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
     let scenario = scenarios
         .iter()
         .find(|s| s.name == name)
         .with_context(|| format!("no scenario called {name}"))?;
-    let judged = run_one(&on_stack(scenario, stack), seed, out, false, true, false)?;
-    println!("{}", serde_json::to_string(&judged.summary)?);
+    let judged = run_one(
+        scenario,
+        Some(stack),
+        seed,
+        out,
+        bless,
+        write_artifacts,
+        true,
+    )?;
+    let report = ChildReport {
+        summary: judged.summary,
+        blessed: judged.blessed,
+    };
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// One scenario of a differential run.
+#[derive(Serialize)]
+struct DiffEntry {
+    name: String,
+    seed: u64,
+    /// Each backend's own verdict: its run judged by the scenario's checks and its goldens.
+    runs: Vec<RunSummary>,
+    comparison: Comparison,
+}
+
+#[derive(Serialize)]
+struct DiffReport {
+    stacks: [String; 2],
+    scenarios: Vec<DiffEntry>,
+    /// Scenarios each backend passed.
+    passed: [usize; 2],
+    /// For each fact kind (the part of a difference's name after the connection or host),
+    /// in how many scenarios it differed.
+    differing_facts: std::collections::BTreeMap<String, usize>,
+}
+
+/// The captures a child wrote for one run, by segment, in file-name order.
+fn read_captures(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut captures = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return captures;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let is_capture = path
+            .extension()
+            .is_some_and(|e| e == "pcapng" || e == "pcap");
+        if let (true, Some(stem), Ok(bytes)) = (
+            is_capture,
+            path.file_stem().and_then(|s| s.to_str()),
+            std::fs::read(&path),
+        ) {
+            captures.push((stem.to_string(), bytes));
+        }
+    }
+    captures
+}
+
+/// `--diff A,B`: every scenario on both stacks (each run in a child process), each backend's
+/// verdict, and the normalized comparison of the two runs, as text (printed, and
+/// `<out>/diff.txt`) and JSON (`<out>/diff.json`). Exit status 1 when a run failed its
+/// checks; differences alone are findings, not failures.
+fn run_diff(
+    pool: &rayon::ThreadPool,
+    scenarios: &[Scenario],
+    (a, b): (StackKind, StackKind),
+    options: &Options,
+) -> anyhow::Result<ExitCode> {
+    let jobs: Vec<(&Scenario, StackKind)> =
+        scenarios.iter().flat_map(|s| [(s, a), (s, b)]).collect();
+    let results: Vec<anyhow::Result<Judged>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|(s, stack)| {
+                let seed = options.seed.unwrap_or(s.config.seed);
+                run_in_child(s, seed, *stack, options, true)
+            })
+            .collect()
+    });
+    let mut results = results.into_iter();
+    let mut report = DiffReport {
+        stacks: [stack_name(a).to_string(), stack_name(b).to_string()],
+        scenarios: Vec::new(),
+        passed: [0, 0],
+        differing_facts: std::collections::BTreeMap::new(),
+    };
+    let mut text = String::new();
+    for scenario in scenarios {
+        let (Some(ra), Some(rb)) = (results.next(), results.next()) else {
+            break;
+        };
+        let (ra, rb) = (ra?.summary, rb?.summary);
+        let side = |stack: StackKind, r: &RunSummary| RunSide {
+            stack: stack_name(stack).to_string(),
+            passed: r.passed,
+            outcome: r.outcome.clone(),
+            end_time_us: r.end_time_us,
+            apps: r.apps.clone(),
+            captures: if r.seed == scenario.config.seed {
+                read_captures(&options.out.join(stack_name(stack)).join(&scenario.name))
+            } else {
+                read_captures(
+                    &options
+                        .out
+                        .join(stack_name(stack))
+                        .join(&scenario.name)
+                        .join(format!("seed-{}", r.seed)),
+                )
+            },
+        };
+        let comparison = compare(
+            &side(a, &ra),
+            &side(b, &rb),
+            &Names::of_world(&scenario.config),
+        );
+        report.passed[0] += usize::from(ra.passed);
+        report.passed[1] += usize::from(rb.passed);
+        let mut kinds: Vec<String> = comparison
+            .differences
+            .iter()
+            .map(|d| fact_kind(&d.fact))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            *report.differing_facts.entry(kind).or_insert(0) += 1;
+        }
+        let _ = std::fmt::Write::write_fmt(
+            &mut text,
+            format_args!(
+                "== {} (seed {})\n{}",
+                scenario.name,
+                ra.seed,
+                comparison.render()
+            ),
+        );
+        for (stack, r) in [(a, &ra), (b, &rb)] {
+            for problem in &r.problems {
+                let _ = std::fmt::Write::write_fmt(
+                    &mut text,
+                    format_args!(
+                        "  {} problem: {}\n",
+                        stack_name(stack),
+                        problem.replace('\n', "\n    ")
+                    ),
+                );
+            }
+        }
+        report.scenarios.push(DiffEntry {
+            name: scenario.name.clone(),
+            seed: ra.seed,
+            runs: vec![ra, rb],
+            comparison,
+        });
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!(
+            "== summary: {} scenarios; {} passed {}, {} passed {}\nfacts that differ, by the number of scenarios where they do:\n",
+            report.scenarios.len(),
+            stack_name(a),
+            report.passed[0],
+            stack_name(b),
+            report.passed[1]
+        ),
+    );
+    let mut by_count: Vec<(&String, &usize)> = report.differing_facts.iter().collect();
+    by_count.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+    for (fact, count) in by_count {
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("  {count:>3}  {fact}\n"));
+    }
+    print!("{text}");
+    write_atomic(&options.out.join("diff.txt"), text.as_bytes())?;
+    write_atomic(
+        &options.out.join("diff.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    println!(
+        "differential report in {} and {}",
+        options.out.join("diff.txt").display(),
+        options.out.join("diff.json").display()
+    );
+    let all_passed = report.passed == [report.scenarios.len(); 2];
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A difference's kind, for the summary: its name without the host or connection it is
+/// about (`tcp 10.0.0.1:eph1 > 10.0.0.2:5001: SYN options` is `tcp: SYN options`).
+fn fact_kind(fact: &str) -> String {
+    let mut words = fact.splitn(2, ' ');
+    let first = words.next().unwrap_or_default();
+    let rest = words.next().unwrap_or_default();
+    let what = rest.rsplit_once(": ").map_or(rest, |(_, w)| w);
+    format!("{first}: {what}")
 }
