@@ -217,7 +217,7 @@ static void wl_hook_unprotect(sys_prot_t level) { (void)level; }
 
 static void wl_hook_abort(void) {
   struct wl_host *h = wl_current;
-  fprintf(stderr, "wirelab: the lwIP copy of host `%s` called abort() (an lwIP assertion failed; its message is above)\n",
+  fprintf(stderr, "wirelab: the lwIP copy of host `%s` called abort() (an lwIP assertion failed; lwIP printed it on standard output)\n",
           h != NULL ? h->name : "?");
   fflush(stderr);
   abort();

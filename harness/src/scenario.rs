@@ -1475,7 +1475,7 @@ equals = 4
             [1, 2]
         );
         assert_eq!(parse_stack("lwip"), Ok(StackKind::Lwip));
-        assert!(parse_stack("linux").is_err());
+        assert!(parse_stack("lwipp").is_err_and(|e| e.contains("did you mean `lwip`?")));
     }
 
     #[test]

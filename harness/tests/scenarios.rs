@@ -221,7 +221,10 @@ fn check_in_child(scenario: &Scenario, stack: StackKind) -> Result<(), Failed> {
         ),
         None => String::new(),
     };
-    let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+    // lwIP prints a failed assertion on standard output, just before it aborts.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+    tail.extend(stdout.lines().rev().take(3));
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(format!(
         "{how}{}\nreproduce: cargo xtask scenarios --stack {} --filter {} --seed {}",

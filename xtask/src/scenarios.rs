@@ -465,8 +465,12 @@ pub(crate) fn run_in_child(
             blessed: report.blessed,
         });
     }
+    // lwIP prints a failed assertion on standard output (printf, then abort), wirelab's
+    // glue and Rust on standard error: the last words are both.
+    let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let last_lines: Vec<&str> = stderr.lines().rev().take(5).collect();
+    let mut last_lines: Vec<&str> = stderr.lines().rev().take(5).collect();
+    last_lines.extend(stdout.lines().rev().take(3));
     let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
         Some(signal) => format!("the process died of signal {signal}"),
         None => format!("the process exited with {}", output.status),
@@ -707,6 +711,9 @@ fn run_diff(
 /// A difference's kind, for the summary: its name without the host or connection it is
 /// about (`tcp 10.0.0.1:eph1 > 10.0.0.2:5001: SYN options` is `tcp: SYN options`).
 fn fact_kind(fact: &str) -> String {
+    if fact.starts_with("run: ") {
+        return fact.to_string();
+    }
     let mut words = fact.splitn(2, ' ');
     let first = words.next().unwrap_or_default();
     let rest = words.next().unwrap_or_default();

@@ -1,0 +1,54 @@
+//! An lwIP assertion in one child run of `cargo xtask scenarios --stack lwip` fails that scenario, with its seed and lwIP's own message, while every other scenario runs on and passes.
+//!
+//! The assertion is real: the hidden `--test-lwip-assert <scenario>` hook makes the first host
+//! of that scenario's child process call `tcp_recved` on a listening pcb, which Debian's
+//! lwIP 2.1.3 rejects with `LWIP_ASSERT` and `abort()`.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn an_lwip_assertion_fails_only_its_own_run() {
+    if let Err(missing) = stack::lwip::available() {
+        harness::skip_test(&missing.to_string());
+        return;
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["scenarios", "--stack", "lwip", "--filter", "tcp/"])
+        .args(["--test-lwip-assert", "tcp/handshake", "--out"])
+        .arg(&out)
+        .output()
+        .expect("xtask runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("summary.json")).expect("the summary is written"),
+    )
+    .expect("the summary is JSON");
+    let results = summary["results"].as_array().expect("a list of runs");
+    assert!(results.len() >= 17, "{summary}");
+    let failed: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["passed"] != serde_json::Value::Bool(true))
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    let dead = failed[0];
+    assert_eq!(dead["name"], "tcp/handshake");
+    assert_eq!(dead["seed"], 1);
+    assert_eq!(dead["outcome"], "aborted: the process died of signal 6");
+    let problems = dead["problems"].to_string();
+    for needle in [
+        "running on lwip at seed 1",
+        r#"Assertion \"don't call tcp_recved for listen-pcbs\" failed"#,
+        "the lwIP copy of host `client` called abort()",
+        "reproduce: cargo xtask scenarios --stack lwip --filter tcp/handshake --seed 1",
+    ] {
+        assert!(problems.contains(needle), "{needle} not in {problems}");
+    }
+    // The same lines are what the user sees.
+    assert!(
+        stdout.contains("FAIL tcp/handshake") && stdout.contains("tcp_recved for listen-pcbs"),
+        "{stdout}"
+    );
+}
