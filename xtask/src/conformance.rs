@@ -1,4 +1,4 @@
-//! `cargo xtask conformance`: runs every scenario (and, soon, every script) on each available backend, builds the RFC requirement matrix, prints it, writes scenarios/CONFORMANCE.md and <out>/conformance.json, and with --check compares the committed Markdown.
+//! `cargo xtask conformance`: runs every scenario and every conformance script on each available backend, builds the RFC requirement matrix, prints it, writes scenarios/CONFORMANCE.md and <out>/conformance.json, and with --check compares the committed Markdown.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,7 +61,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         root.join(&options.out)
     };
     let mut coverage = pool.install(|| scenario_coverage(&scenarios, &backends, &out))?;
-    coverage.extend(script_coverage(&root.join("scenarios"), &backends)?);
+    coverage.extend(script_coverage(&root, &backends, &out)?);
     let matrix = Matrix::build(catalogue, &coverage);
 
     print!("{}", render_text(&matrix));
@@ -286,15 +286,56 @@ fn coverage_of(scenario: &Scenario, backend: &str, ran: &Ran) -> Vec<Coverage> {
     rows
 }
 
-/// Coverage rows of the packet-level scripts (scenarios/scripts/**/*.pkt) on every backend.
-///
-/// Scripts plug in here: discover them under `root`, load each, run it on every backend in
-/// `backends`, and return one row per script and backend with the script's requirements and
-/// its verdict (`source` is `script <name>`). Until the script runner lands this returns no
-/// rows.
-fn script_coverage(root: &Path, backends: &[StackKind]) -> anyhow::Result<Vec<Coverage>> {
-    let _ = (root, backends);
-    Ok(Vec::new())
+/// Plays every conformance script on every backend (lwIP in child processes) and returns one
+/// row per script and backend (`source` is `script <name>`). A passing script covers all the
+/// requirements it declares; a script that fails where it records a known finding fails the
+/// requirement that finding names, and covers nothing else on that backend (the lines after
+/// the failure never ran); any other failure fails everything the script declares.
+fn script_coverage(
+    root: &Path,
+    backends: &[StackKind],
+    out: &Path,
+) -> anyhow::Result<Vec<Coverage>> {
+    let scripts = crate::scripts::load_all(&crate::scripts::scripts_root(root), None)
+        .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+    let results = crate::scripts::run_all(&scripts, backends, out)?;
+    let mut rows = Vec::with_capacity(results.len());
+    for result in results {
+        let Some(script) = scripts.iter().find(|s| s.name == result.name) else {
+            continue;
+        };
+        let source = format!("script {}", script.name);
+        let message = result.message.clone().unwrap_or_default();
+        let (requirements, verdict) = match result.verdict.as_str() {
+            "passed" => (script.requirements.clone(), Verdict::Pass),
+            "known_failure" => {
+                let requirement = result.requirement.clone().unwrap_or_default();
+                (
+                    vec![requirement.clone()],
+                    Verdict::Fail {
+                        finding: format!("{requirement}: {}", first_line(&message)),
+                    },
+                )
+            }
+            _ => (
+                script.requirements.clone(),
+                Verdict::Fail {
+                    finding: format!("unexpected failure: {}", first_line(&message)),
+                },
+            ),
+        };
+        rows.push(Coverage {
+            source,
+            backend: result.backend.clone(),
+            requirements,
+            verdict,
+        });
+    }
+    Ok(rows)
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 #[cfg(test)]

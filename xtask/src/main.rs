@@ -9,6 +9,7 @@ mod bench;
 mod conformance;
 mod fuzz;
 mod scenarios;
+mod scripts;
 mod tap;
 
 #[derive(Parser)]
@@ -87,6 +88,15 @@ enum Command {
         #[arg(long)]
         no_artifacts: bool,
     },
+    /// Internal: play one conformance script on one backend and print its result as JSON.
+    #[command(hide = true)]
+    ScriptChild {
+        name: String,
+        #[arg(long, value_parser = scenarios::parse_stack)]
+        backend: harness::config::StackKind,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure the simulator against its baselines and targets (release build).
     Bench {
         /// Also write the figures as JSON to this file.
@@ -158,7 +168,7 @@ fn main() -> ExitCode {
             stack,
             diff,
             test_lwip_assert,
-        } => scenarios::run(scenarios::Options {
+        } => scripts::scenarios_then_scripts(scenarios::Options {
             filter,
             seed,
             seeds,
@@ -169,6 +179,10 @@ fn main() -> ExitCode {
             diff,
             test_lwip_assert,
         }),
+        Command::ScriptChild { name, backend, out } => {
+            scripts::child(&name, backend, &out, &scripts::workspace_root())
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::ScenarioChild {
             name,
             seed,
