@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stack::{SocketError, SocketId, Stack, TcpEnd, TcpState};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// What an application does, on which host. Scenario files deserialize into this.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -266,6 +267,66 @@ pub struct AppReport {
     /// Errors the socket API reported, with the time.
     pub errors: Vec<(u64, String)>,
     pub done_at_us: Option<u64>,
+    /// What crossed the application's sockets, for the turmoil reference
+    /// (`harness::reference`). Kept out of snapshots and JSON, so goldens do not change.
+    #[serde(skip)]
+    pub exchange: Exchange,
+}
+
+/// What crossed an application's sockets: its TCP streams and UDP datagrams.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// One entry per TCP connection, in the order it was opened or accepted.
+    pub streams: Vec<StreamLog>,
+    /// UDP datagrams sent, in order, each as its length and the xxh3 hash of its payload.
+    pub datagrams_sent: Vec<(u32, u64)>,
+    /// UDP datagrams received, in order, in the same form.
+    pub datagrams_received: Vec<(u32, u64)>,
+}
+
+/// One TCP connection as its application saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamLog {
+    /// Reached ESTABLISHED (always true for an accepted connection).
+    pub connected: bool,
+    /// Bytes the stack took from the application (always the pattern from offset 0).
+    pub sent: u64,
+    /// Bytes delivered to the application, and the xxh3 hash of all of them in order.
+    pub received: u64,
+    pub received_hash: u64,
+    /// How many leading bytes of what was received matched the pattern.
+    pub verified: u64,
+    /// The peer's FIN was read (the end of the stream).
+    pub peer_closed: bool,
+    /// How the stack ended the connection, when it was not an orderly close.
+    pub end: Option<String>,
+}
+
+impl StreamLog {
+    /// The hash of a stream of no bytes, which `received_hash` starts from.
+    pub fn empty_hash() -> u64 {
+        Xxh3::new().digest()
+    }
+}
+
+/// A stream's log and the running hash of what it received.
+struct StreamHasher {
+    index: usize,
+    hasher: Xxh3,
+}
+
+impl StreamHasher {
+    fn open(exchange: &mut Exchange, connected: bool) -> StreamHasher {
+        exchange.streams.push(StreamLog {
+            connected,
+            received_hash: StreamLog::empty_hash(),
+            ..StreamLog::default()
+        });
+        StreamHasher {
+            index: exchange.streams.len() - 1,
+            hasher: Xxh3::new(),
+        }
+    }
 }
 
 impl AppReport {
@@ -396,6 +457,7 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             peer_closed: false,
             last_state: None,
             done: false,
+            log: None,
             report: report("tcp_client"),
         }),
     }
@@ -502,8 +564,13 @@ impl App for UdpEchoServer {
         let mut acted = false;
         while let Ok(Some((len, from))) = stack.udp_recv_from(socket, &mut self.buf) {
             self.report.count("datagrams_received", 1);
+            let datagram = (len as u32, xxh3_64(&self.buf[..len]));
+            self.report.exchange.datagrams_received.push(datagram);
             match stack.udp_send_to(socket, from, &self.buf[..len]) {
-                Ok(()) => self.report.count("datagrams_echoed", 1),
+                Ok(()) => {
+                    self.report.count("datagrams_echoed", 1);
+                    self.report.exchange.datagrams_sent.push(datagram);
+                }
                 Err(e) => self.report.error(now_us, e.to_string()),
             }
             acted = true;
@@ -555,6 +622,8 @@ impl App for UdpPingPong {
             },
         };
         while let Ok(Some((len, from))) = stack.udp_recv_from(socket, &mut self.buf) {
+            let datagram = (len as u32, xxh3_64(&self.buf[..len]));
+            self.report.exchange.datagrams_received.push(datagram);
             let seq = u32::from_be_bytes(self.buf[..4].try_into().unwrap_or([0xff; 4]));
             let intact = len == self.payload_bytes
                 && from == self.target
@@ -580,7 +649,12 @@ impl App for UdpPingPong {
         self.buf[..4].copy_from_slice(&self.sent.to_be_bytes());
         fill_pattern(&mut self.buf[4..self.payload_bytes], 0);
         match stack.udp_send_to(socket, self.target, &self.buf[..self.payload_bytes]) {
-            Ok(()) => self.report.count("datagrams_sent", 1),
+            Ok(()) => {
+                self.report.count("datagrams_sent", 1);
+                let payload = &self.buf[..self.payload_bytes];
+                let datagram = (payload.len() as u32, xxh3_64(payload));
+                self.report.exchange.datagrams_sent.push(datagram);
+            }
             Err(e) => self.report.error(now_us, e.to_string()),
         }
         self.sent += 1;
@@ -617,6 +691,7 @@ struct ServerConn {
     /// Bytes sent so far: the offset of the next byte in the outgoing pattern stream.
     sent: u64,
     shut: bool,
+    log: StreamHasher,
 }
 
 struct TcpServer {
@@ -664,6 +739,7 @@ impl App for TcpServer {
                 out_pending: self.reply_bytes,
                 sent: 0,
                 shut: false,
+                log: StreamHasher::open(&mut self.report.exchange, true),
             });
         }
         let reading = self.reading(now_us);
@@ -685,9 +761,18 @@ impl App for TcpServer {
                         received: conn.received,
                         verified: conn.verified,
                     };
-                    match stack.tcp_recv_with(conn.socket, room, &mut |data| stream.take(data)) {
+                    let hasher = &mut conn.log.hasher;
+                    let mut take = |data: &[u8]| {
+                        stream.take(data);
+                        hasher.update(data);
+                    };
+                    match stack.tcp_recv_with(conn.socket, room, &mut take) {
                         Ok(0) => break,
                         Ok(n) => {
+                            let log = &mut self.report.exchange.streams[conn.log.index];
+                            log.received = stream.received;
+                            log.verified = stream.verified;
+                            log.received_hash = conn.log.hasher.digest();
                             // Counted as it arrives: a run may end (every client done) while
                             // this side still waits for the last ACK of its FIN.
                             self.report
@@ -701,6 +786,7 @@ impl App for TcpServer {
                             acted = true;
                         }
                         Err(SocketError::Finished) => {
+                            self.report.exchange.streams[conn.log.index].peer_closed = true;
                             if conn.out_pending == 0 && !conn.shut {
                                 let _ = stack.tcp_shutdown(conn.socket);
                                 conn.shut = true;
@@ -720,6 +806,7 @@ impl App for TcpServer {
                     Ok(sent) if sent > 0 => {
                         conn.out_pending -= sent as u64;
                         conn.sent += sent as u64;
+                        self.report.exchange.streams[conn.log.index].sent = conn.sent;
                         self.report.count("bytes_sent", sent as u64);
                         acted = true;
                     }
@@ -740,6 +827,7 @@ impl App for TcpServer {
             }
             if let Ok(Some(end)) = stack.tcp_end(conn.socket) {
                 report.error(now_us, end_message(end).to_string());
+                report.exchange.streams[conn.log.index].end = Some(end_message(end).to_string());
             }
             let _ = stack.close(conn.socket);
             report.count("connections_closed", 1);
@@ -799,6 +887,7 @@ struct TcpClient {
     peer_closed: bool,
     last_state: Option<TcpState>,
     done: bool,
+    log: Option<StreamHasher>,
     report: AppReport,
 }
 
@@ -807,6 +896,12 @@ impl TcpClient {
         self.done = true;
         self.report.done_at_us = Some(now_us);
         self.note_counters();
+    }
+
+    /// The log of the connection, opened with the socket.
+    fn log_mut(&mut self) -> &mut StreamLog {
+        let index = self.log.as_ref().map_or(0, |log| log.index);
+        &mut self.report.exchange.streams[index]
     }
 
     /// The report shows the counts so far, also for a connection that never finishes.
@@ -829,6 +924,7 @@ impl App for TcpClient {
                     let _ = stack.tcp_set_keepalive(s, self.keepalive_us);
                     let _ = stack.tcp_set_timeout(s, self.timeout_us);
                     self.socket = Some(s);
+                    self.log = Some(StreamHasher::open(&mut self.report.exchange, false));
                     return true;
                 }
                 Err(e) => {
@@ -842,6 +938,12 @@ impl App for TcpClient {
         if self.last_state != Some(state) {
             self.last_state = Some(state);
             self.report.states.push((now_us, state.name().to_string()));
+        }
+        if !matches!(
+            state,
+            TcpState::SynSent | TcpState::SynReceived | TcpState::Closed | TcpState::Listen
+        ) {
+            self.log_mut().connected = true;
         }
         let mut acted = false;
         if matches!(state, TcpState::Established | TcpState::CloseWait)
@@ -863,7 +965,14 @@ impl App for TcpClient {
                 received: self.received,
                 verified: self.verified,
             };
-            match stack.tcp_recv_with(socket, usize::MAX, &mut |data| stream.take(data)) {
+            let mut hasher = self.log.as_mut().map(|log| &mut log.hasher);
+            let mut take = |data: &[u8]| {
+                stream.take(data);
+                if let Some(hasher) = hasher.as_deref_mut() {
+                    hasher.update(data);
+                }
+            };
+            match stack.tcp_recv_with(socket, usize::MAX, &mut take) {
                 Ok(0) => break,
                 Ok(_) => {
                     self.received = stream.received;
@@ -877,9 +986,19 @@ impl App for TcpClient {
                 Err(_) => break,
             }
         }
+        let hash = self.log.as_ref().map(|log| log.hasher.digest());
+        let (sent, received, verified, peer_closed) =
+            (self.sent, self.received, self.verified, self.peer_closed);
+        let log = self.log_mut();
+        log.sent = sent;
+        log.received = received;
+        log.verified = verified;
+        log.peer_closed = peer_closed;
+        log.received_hash = hash.unwrap_or(log.received_hash);
         if state == TcpState::Closed {
             if let Ok(Some(end)) = stack.tcp_end(socket) {
                 self.report.error(now_us, end_message(end).to_string());
+                self.log_mut().end = Some(end_message(end).to_string());
             }
             self.finish_now(now_us);
             return acted;

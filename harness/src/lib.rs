@@ -12,6 +12,7 @@ pub mod golden;
 pub mod impair;
 pub mod library;
 pub mod oracle;
+pub mod reference;
 pub mod requirements;
 pub mod rng;
 pub mod scenario;
