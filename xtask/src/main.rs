@@ -87,6 +87,9 @@ enum Command {
         bless: bool,
         #[arg(long)]
         no_artifacts: bool,
+        /// Also judge the run against turmoil's application-level reference.
+        #[arg(long)]
+        reference: bool,
     },
     /// Internal: play one conformance script on one backend and print its result as JSON.
     #[command(hide = true)]
@@ -190,7 +193,8 @@ fn main() -> ExitCode {
             out,
             bless,
             no_artifacts,
-        } => scenarios::child(&name, seed, stack, &out, bless, !no_artifacts)
+            reference,
+        } => scenarios::child(&name, seed, stack, &out, bless, !no_artifacts, reference)
             .map(|()| ExitCode::SUCCESS),
         Command::Conformance { out, check, jobs } => {
             conformance::run(conformance::Options { out, check, jobs })

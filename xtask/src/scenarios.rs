@@ -11,6 +11,7 @@ use harness::golden::{
     compare_capture, compare_snapshot, golden_paths, golden_variant, snapshot_file_text,
     write_atomic,
 };
+use harness::reference::{reference_verdict, ReferenceVerdict};
 use harness::scenario::{check_on, discover, load, stack_name, Scenario};
 use harness::sim::RunOptions;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -46,6 +47,9 @@ pub(crate) struct RunSummary {
     trace_hash: String,
     pub(crate) expectations: Vec<ExpectationResult>,
     apps: Vec<AppOutcome>,
+    /// What turmoil's application-level reference says of this run (differential runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reference: Option<ReferenceVerdict>,
 }
 
 /// What a child process reports to its parent.
@@ -140,9 +144,14 @@ fn run_one(
     bless: bool,
     write_artifacts: bool,
     goldens: bool,
+    reference: bool,
 ) -> anyhow::Result<Judged> {
     let checked: Checked = check_on(scenario, stack, seed, &RunOptions::default())
         .with_context(|| format!("scenario {}", scenario.name))?;
+    // turmoil replays the applications at the scenario's own seed; other seeds change only
+    // the impairments, which the reference leaves out.
+    let reference =
+        reference.then(|| reference_verdict(&scenario.on_stack(stack), &checked.report));
     let mut problems = checked.problems.clone();
     let mut blessed = Vec::new();
     let snapshot = checked.snapshot();
@@ -234,6 +243,7 @@ fn run_one(
             trace_hash: format!("{:016x}", checked.report.trace_hash()),
             expectations: checked.expectations.clone(),
             apps: checked.report.apps.iter().map(AppOutcome::from).collect(),
+            reference,
         },
         blessed,
     })
@@ -325,6 +335,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                         options.bless,
                         write_artifacts,
                         true,
+                        false,
                     ),
                     Some(stack) => run_in_child(s, *seed, stack, &options, write_artifacts),
                 };
@@ -446,6 +457,9 @@ pub(crate) fn run_in_child(
     if !write_artifacts {
         command.arg("--no-artifacts");
     }
+    if options.diff.is_some() {
+        command.arg("--reference");
+    }
     command.env_remove(stack::lwip::TEST_ASSERT_ENV);
     if options.test_lwip_assert.as_deref() == Some(scenario.name.as_str()) {
         if let Some(host) = scenario.config.hosts.first() {
@@ -495,6 +509,7 @@ pub(crate) fn run_in_child(
             trace_hash: String::new(),
             expectations: Vec::new(),
             apps: Vec::new(),
+            reference: None,
         },
         blessed: Vec::new(),
     })
@@ -509,6 +524,7 @@ pub fn child(
     out: &Path,
     bless: bool,
     write_artifacts: bool,
+    reference: bool,
 ) -> anyhow::Result<()> {
     let scenarios =
         load_all(&workspace_root()).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
@@ -524,6 +540,7 @@ pub fn child(
         bless,
         write_artifacts,
         true,
+        reference,
     )?;
     let report = ChildReport {
         summary: judged.summary,
@@ -552,6 +569,8 @@ struct DiffReport {
     /// For each fact kind (the part of a difference's name after the connection or host),
     /// in how many scenarios it differed.
     differing_facts: std::collections::BTreeMap<String, usize>,
+    /// Scenarios where each backend's applications disagree with turmoil's reference.
+    reference_disagreements: [usize; 2],
 }
 
 /// The captures a child wrote for one run, by segment, in file-name order.
@@ -603,6 +622,7 @@ fn run_diff(
         scenarios: Vec::new(),
         passed: [0, 0],
         differing_facts: std::collections::BTreeMap::new(),
+        reference_disagreements: [0, 0],
     };
     let mut text = String::new();
     for scenario in scenarios {
@@ -655,6 +675,19 @@ fn run_diff(
             ),
         );
         for (stack, r) in [(a, &ra), (b, &rb)] {
+            if let Some(reference) = &r.reference {
+                let _ = std::fmt::Write::write_fmt(
+                    &mut text,
+                    format_args!(
+                        "  turmoil reference, {}: {}\n",
+                        stack_name(stack),
+                        reference.to_string().replace('\n', "\n    ")
+                    ),
+                );
+                if matches!(reference, ReferenceVerdict::Disagree { .. }) {
+                    report.reference_disagreements[usize::from(stack == b)] += 1;
+                }
+            }
             for problem in &r.problems {
                 let _ = std::fmt::Write::write_fmt(
                     &mut text,
@@ -676,12 +709,16 @@ fn run_diff(
     let _ = std::fmt::Write::write_fmt(
         &mut text,
         format_args!(
-            "== summary: {} scenarios; {} passed {}, {} passed {}\nfacts that differ, by the number of scenarios where they do:\n",
+            "== summary: {} scenarios; {} passed {}, {} passed {}; disagreements with the turmoil reference: {} {}, {} {}\nfacts that differ, by the number of scenarios where they do:\n",
             report.scenarios.len(),
             stack_name(a),
             report.passed[0],
             stack_name(b),
-            report.passed[1]
+            report.passed[1],
+            stack_name(a),
+            report.reference_disagreements[0],
+            stack_name(b),
+            report.reference_disagreements[1]
         ),
     );
     let mut by_count: Vec<(&String, &usize)> = report.differing_facts.iter().collect();

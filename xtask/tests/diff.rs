@@ -76,6 +76,18 @@ fn smoltcp_and_lwip_differ_where_they_are_known_to() {
     );
     let text = std::fs::read_to_string(out.join("diff.txt")).expect("the text report");
     assert!(text.contains("== tcp/handshake (seed 1)"), "{text}");
+    // Both backends' applications are judged against turmoil's reference.
+    for run in scenarios[0]["runs"].as_array().into_iter().flatten() {
+        assert_eq!(run["reference"]["verdict"], "agree", "{run}");
+    }
+    for stack in ["smoltcp", "lwip"] {
+        assert!(
+            text.contains(&format!(
+                "turmoil reference, {stack}: agrees with turmoil on 2 application(s)"
+            )),
+            "{text}"
+        );
+    }
     assert!(
         text.contains("verdict: smoltcp pass (completed), lwip pass (completed)"),
         "{text}"
