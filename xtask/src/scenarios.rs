@@ -133,6 +133,15 @@ fn reproduce(name: &str, seed: u64, stack: Option<StackKind>) -> String {
     )
 }
 
+/// What a run does besides running: bless or compare goldens, write artifacts, ask turmoil.
+#[derive(Clone, Copy)]
+struct RunFlags {
+    bless: bool,
+    write_artifacts: bool,
+    goldens: bool,
+    reference: bool,
+}
+
 /// Runs one scenario at one seed, with every host on `stack` (as written for `None`).
 /// Goldens (the scenario's own, or the stack's `@<stack>` set) are compared (or blessed)
 /// only at the scenario's own seed, the one they were recorded with.
@@ -141,11 +150,14 @@ fn run_one(
     stack: Option<StackKind>,
     seed: u64,
     out: &Path,
-    bless: bool,
-    write_artifacts: bool,
-    goldens: bool,
-    reference: bool,
+    flags: RunFlags,
 ) -> anyhow::Result<Judged> {
+    let RunFlags {
+        bless,
+        write_artifacts,
+        goldens,
+        reference,
+    } = flags;
     let checked: Checked = check_on(scenario, stack, seed, &RunOptions::default())
         .with_context(|| format!("scenario {}", scenario.name))?;
     // turmoil replays the applications at the scenario's own seed; other seeds change only
@@ -332,10 +344,12 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
                         None,
                         *seed,
                         &options.out,
-                        options.bless,
-                        write_artifacts,
-                        true,
-                        false,
+                        RunFlags {
+                            bless: options.bless,
+                            write_artifacts,
+                            goldens: true,
+                            reference: false,
+                        },
                     ),
                     Some(stack) => run_in_child(s, *seed, stack, &options, write_artifacts),
                 };
@@ -537,10 +551,12 @@ pub fn child(
         Some(stack),
         seed,
         out,
-        bless,
-        write_artifacts,
-        true,
-        reference,
+        RunFlags {
+            bless,
+            write_artifacts,
+            goldens: true,
+            reference,
+        },
     )?;
     let report = ChildReport {
         summary: judged.summary,
