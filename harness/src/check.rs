@@ -49,6 +49,12 @@ impl Checked {
         let _ = writeln!(out, "scenario: {}", self.name);
         let _ = writeln!(out, "seed: {}", self.seed);
         let _ = writeln!(out, "outcome: {}", self.report.outcome);
+        if self.report.real_time {
+            let _ = writeln!(
+                out,
+                "real time: a linux host was attached, so virtual time followed the wall clock and the run cannot be reproduced"
+            );
+        }
         let _ = writeln!(
             out,
             "end: {} s, {} frames emitted, {} delivered, {} dropped",

@@ -75,6 +75,9 @@ pub enum StackKind {
     Smoltcp,
     /// Debian's lwIP 2.1.3 (`apt-get install liblwip-dev liblwip0`), one private copy per host.
     Lwip,
+    /// The Linux kernel, in a network namespace of wirelab's own behind a TAP device (needs
+    /// root and /dev/net/tun); a run with such a host is paced to the wall clock.
+    Linux,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
@@ -529,6 +532,8 @@ pub enum ConfigError {
     ReorderWithoutDelay { field: String, probability: f64 },
     #[error("host `{host}`: the TCP buffer of {value} bytes is outside 1 KiB ..= 1 GiB")]
     TcpBuffer { host: String, value: u32 },
+    #[error("{count} hosts run on linux, but a run has at most {max} (each is a network namespace with a TAP device, in real time)")]
+    TooManyLinuxHosts { count: usize, max: usize },
 }
 
 fn hint(suggestion: &Option<String>) -> String {
@@ -764,6 +769,18 @@ impl WorldConfig {
                 self.check_impairments(&field, impairments)
                     .map_err(|e| (at.key("link").key(direction.name()), e))?;
             }
+        }
+        let linux_hosts: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].stack == StackKind::Linux)
+            .collect();
+        if let Some(&over) = linux_hosts.get(crate::linux_host::MAX_LINUX_HOSTS) {
+            return Err((
+                root.key("hosts").index(over).key("stack"),
+                ConfigError::TooManyLinuxHosts {
+                    count: linux_hosts.len(),
+                    max: crate::linux_host::MAX_LINUX_HOSTS,
+                },
+            ));
         }
         for (index, (segment, count)) in self.segments.iter().zip(&hosts_per_segment).enumerate() {
             if segment.kind == SegmentKind::PointToPoint && *count != 2 {

@@ -11,6 +11,7 @@ pub mod fuzz;
 pub mod golden;
 pub mod impair;
 pub mod library;
+pub mod linux_host;
 pub mod oracle;
 pub mod reference;
 pub mod requirements;

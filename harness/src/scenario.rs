@@ -414,13 +414,14 @@ pub struct Scenario {
 }
 
 /// Every stack a host can run, in the order reports list them.
-pub const STACKS: [StackKind; 2] = [StackKind::Smoltcp, StackKind::Lwip];
+pub const STACKS: [StackKind; 3] = [StackKind::Smoltcp, StackKind::Lwip, StackKind::Linux];
 
 /// A stack's name as files and command lines spell it.
 pub fn stack_name(stack: StackKind) -> &'static str {
     match stack {
         StackKind::Smoltcp => "smoltcp",
         StackKind::Lwip => "lwip",
+        StackKind::Linux => "linux",
     }
 }
 

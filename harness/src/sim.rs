@@ -22,6 +22,7 @@ use crate::config::{
     WorldConfig,
 };
 use crate::impair::{Decision, DropReason, LinkPipeline};
+use crate::linux_host::LinuxStack;
 use crate::rng::{derive_seed, SimRng};
 use crate::trace::{Trace, TraceKind, TraceNames};
 
@@ -98,6 +99,9 @@ pub struct RunReport {
     pub trace: Trace,
     pub names: TraceNames,
     pub captures: Vec<SegmentCapture>,
+    /// A linux host was attached: virtual time was paced to the wall clock, and the kernel's
+    /// own timing and randomness make the run unreproducible.
+    pub real_time: bool,
 }
 
 impl RunReport {
@@ -138,6 +142,12 @@ pub enum RunError {
         host: String,
         #[source]
         source: stack::lwip::LwipError,
+    },
+    #[error("linux host `{host}`: {source}")]
+    Linux {
+        host: String,
+        #[source]
+        source: crate::tap::TapError,
     },
     #[error("capture of segment `{segment}`: {source}")]
     Capture {
@@ -369,6 +379,11 @@ pub struct World {
     /// True once the run loop has started: before it, `now_us` is not yet an instant being served.
     stepping: bool,
     capture_paths: Vec<Option<PathBuf>>,
+    /// With linux hosts: the pacer that holds virtual time to the wall clock and wakes on
+    /// their TAP devices, and the host index of each device it watches.
+    pacer: Option<(crate::tap::Pacer, Vec<u32>)>,
+    /// Devices the pacer found readable, reused.
+    ready: Vec<usize>,
 }
 
 fn congestion(config: CongestionControlConfig) -> CongestionControl {
@@ -442,6 +457,7 @@ impl World {
             .clamp(8 * 1024, 64 * 1024)
             .max(largest_datagram);
         let mut hosts = Vec::with_capacity(config.hosts.len());
+        let mut real_devices = Vec::new();
         for (index, host) in config.hosts.iter().enumerate() {
             let segment = config
                 .segment_index(&host.segment)
@@ -481,6 +497,15 @@ impl World {
                             source,
                         })?,
                     )
+                }
+                StackKind::Linux => {
+                    let linux =
+                        LinuxStack::new(stack_config).map_err(|source| RunError::Linux {
+                            host: host.name.clone(),
+                            source,
+                        })?;
+                    real_devices.push((linux.tap_fd(), index as u32));
+                    Box::new(linux)
                 }
             };
             if let Some(wrap) = &options.wrap_stack {
@@ -548,6 +573,14 @@ impl World {
             current_host: None,
             stepping: false,
             capture_paths,
+            pacer: (!real_devices.is_empty()).then(|| {
+                let fds: Vec<_> = real_devices.iter().map(|(fd, _)| *fd).collect();
+                (
+                    crate::tap::Pacer::new(&fds),
+                    real_devices.iter().map(|(_, host)| *host).collect(),
+                )
+            }),
+            ready: Vec::new(),
             config,
         };
         for index in 0..world.config.events.len() {
@@ -676,11 +709,15 @@ impl World {
             trace: self.trace,
             names,
             captures,
+            real_time: self.pacer.is_some(),
         }
     }
 
     fn run_loop(&mut self) -> Outcome {
         self.stepping = true;
+        if let Some((pacer, _)) = self.pacer.as_mut() {
+            pacer.start();
+        }
         loop {
             if !self.dirty_list.is_empty() {
                 self.poll_dirty_hosts();
@@ -702,6 +739,7 @@ impl World {
             } else {
                 self.now_us
             };
+            let next_time = self.pace(next_time);
             if next_time > self.config.time_limit_us {
                 self.now_us = self.config.time_limit_us;
                 return Outcome::TimeLimit {
@@ -722,6 +760,31 @@ impl World {
                 self.handle(kind);
             }
         }
+    }
+
+    /// With linux hosts attached, waits until the wall clock reaches `next_time` (virtual time
+    /// never runs ahead of real time), or less when a kernel sends a frame: then the step
+    /// happens at that earlier time, with the hosts whose devices have frames due a poll.
+    /// Without linux hosts, returns `next_time` at once.
+    fn pace(&mut self, next_time: u64) -> u64 {
+        if self.pacer.is_none() || !self.now_queue.is_empty() {
+            return next_time;
+        }
+        let until = next_time.min(self.config.time_limit_us.saturating_add(1));
+        let mut ready = std::mem::take(&mut self.ready);
+        let Some((pacer, hosts)) = self.pacer.as_mut() else {
+            return next_time;
+        };
+        let at = pacer.wait(until, &mut ready).max(self.now_us);
+        for &index in &ready {
+            let host = hosts[index];
+            if !self.dirty[host as usize] {
+                self.dirty[host as usize] = true;
+                self.dirty_list.push(host);
+            }
+        }
+        self.ready = ready;
+        at.min(next_time)
     }
 
     fn handle(&mut self, kind: EventKind) {

@@ -8,9 +8,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Output};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stack::{FrameQueue, Stack};
@@ -66,6 +67,25 @@ fn run(command: &mut Command) -> Result<Output, TapError> {
     Ok(output)
 }
 
+/// The namespaces this process created and has not removed yet, for [`remove_live_namespaces`].
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
+    // A panic while the list was held leaves it intact: the list is still the truth.
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Deletes every namespace this process created that still exists, and returns their names:
+/// for a signal handler (Ctrl-C, SIGTERM), after which the process exits without unwinding.
+pub fn remove_live_namespaces() -> Vec<String> {
+    let names = std::mem::take(&mut *live());
+    for name in &names {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+    }
+    names
+}
+
 /// A network namespace wirelab created; removed (with every device in it) when dropped.
 pub struct Namespace {
     name: String,
@@ -81,6 +101,7 @@ impl Namespace {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         run(Command::new("ip").args(["netns", "add", &name]))?;
+        live().push(name.clone());
         let namespace = Namespace { name };
         namespace.ip(&["link", "set", "lo", "up"])?;
         Ok(namespace)
@@ -102,17 +123,50 @@ impl Namespace {
         run(self.command("ip").args(args))
     }
 
-    /// Opens a TAP device called `device` inside the namespace, non-blocking.
-    pub fn open_tap(&self, device: &str) -> Result<TapDevice, TapError> {
+    /// Runs `ip -n <namespace> -batch -` with `commands`, one `ip` command a line (without
+    /// the leading `ip`): several changes for the price of one process.
+    pub fn ip_batch(&self, commands: &str) -> Result<(), TapError> {
+        let shown = format!("ip -n {} -batch - <<< {commands:?}", self.name);
+        let mut child = Command::new("ip")
+            .args(["-n", &self.name, "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| TapError::Io {
+                what: format!("starting {shown}"),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(commands.as_bytes());
+        }
+        let output = child.wait_with_output().map_err(|source| TapError::Io {
+            what: format!("waiting for {shown}"),
+            source,
+        })?;
+        if !output.status.success() {
+            return Err(TapError::Command {
+                command: shown,
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `work` on a short-lived thread that has entered the namespace, and returns what
+    /// it returns. Sockets and TAP devices belong to the namespace of the thread that creates
+    /// them, and `/proc/sys/net` shows that thread's namespace: this is how wirelab makes
+    /// them inside the namespace without moving any thread of its own there for good.
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, TapError> {
         let path = format!("/var/run/netns/{}", self.name);
         let netns = File::open(&path).map_err(|source| TapError::Io {
             what: format!("opening {path}"),
             source,
         })?;
-        let device_name = device.to_string();
-        // A TAP device is created in the network namespace of the thread that creates it:
-        // a short-lived thread enters the namespace, creates it and hands the descriptor back.
-        let fd = std::thread::spawn(move || -> Result<OwnedFd, TapError> {
+        std::thread::spawn(move || -> Result<T, TapError> {
             // SAFETY: setns only changes this thread's namespace; `netns` is a valid descriptor.
             if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(TapError::Io {
@@ -120,24 +174,39 @@ impl Namespace {
                     source: std::io::Error::last_os_error(),
                 });
             }
-            open_tun(&device_name)
+            Ok(work())
         })
         .join()
-        .map_err(|_| TapError::Missing("the thread creating the TAP device panicked".into()))??;
-        self.ip(&["link", "set", device, "up"])?;
+        .map_err(|_| TapError::Missing("the thread working inside the namespace panicked".into()))?
+    }
+
+    /// Creates a TAP device called `device` inside the namespace, non-blocking, still down
+    /// (so that its address and MTU can be set before the kernel sends anything on it).
+    pub fn create_tap(&self, device: &str) -> Result<TapDevice, TapError> {
+        let device_name = device.to_string();
+        let fd = self.run_inside(move || open_tun(&device_name))??;
         Ok(TapDevice {
             file: File::from(fd),
             name: device.to_string(),
         })
     }
+
+    /// Opens a TAP device called `device` inside the namespace, non-blocking, and brings it up.
+    pub fn open_tap(&self, device: &str) -> Result<TapDevice, TapError> {
+        let tap = self.create_tap(device)?;
+        self.ip(&["link", "set", device, "up"])?;
+        Ok(tap)
+    }
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // Deleting the namespace deletes the TAP device inside it too.
+        // Deleting the namespace deletes the TAP device inside it too (once the last socket
+        // and descriptor in it are closed: drop those first).
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        live().retain(|n| *n != self.name);
     }
 }
 
@@ -245,6 +314,92 @@ impl TapDevice {
 
     pub fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
         self.file.write_all(frame)
+    }
+
+    /// The device's descriptor, for waiting on it together with others ([`Pacer`]).
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Paces a simulation's virtual time to the wall clock while real devices are attached:
+/// virtual time zero is [`Pacer::start`], and [`Pacer::wait`] holds the run loop back until
+/// the wall clock reaches the next event, waking early when a device has a frame to read.
+pub struct Pacer {
+    start: Option<Instant>,
+    fds: Vec<libc::pollfd>,
+}
+
+impl Pacer {
+    /// A pacer watching these descriptors (TAP devices) for frames.
+    pub fn new(fds: &[RawFd]) -> Pacer {
+        Pacer {
+            start: None,
+            fds: fds
+                .iter()
+                .map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Virtual time zero is now.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "pacing to the wall clock is what a real device needs; the one place the harness reads the clock"
+    )]
+    pub fn start(&mut self) {
+        self.start = Some(Instant::now());
+    }
+
+    /// Microseconds of wall time since [`Pacer::start`] (0 before it).
+    pub fn elapsed_us(&self) -> u64 {
+        self.start.map_or(0, |s| s.elapsed().as_micros() as u64)
+    }
+
+    /// Waits until `until_us` after the start, or until a device can be read, whichever
+    /// comes first. Returns the time it stopped waiting, never later than `until_us` (when
+    /// the wall clock is already past it, it does not wait and returns `until_us`), and puts
+    /// the indices of the readable devices in `ready`.
+    pub fn wait(&mut self, until_us: u64, ready: &mut Vec<usize>) -> u64 {
+        ready.clear();
+        loop {
+            let now_us = self.elapsed_us();
+            let remaining_us = until_us.saturating_sub(now_us);
+            let timeout = libc::timespec {
+                tv_sec: (remaining_us / 1_000_000) as libc::time_t,
+                tv_nsec: ((remaining_us % 1_000_000) * 1_000) as libc::c_long,
+            };
+            for fd in &mut self.fds {
+                fd.revents = 0;
+            }
+            // SAFETY: `fds` is a valid array of pollfd of the given length; no signal mask.
+            let n = unsafe {
+                libc::ppoll(
+                    self.fds.as_mut_ptr(),
+                    self.fds.len() as libc::nfds_t,
+                    &timeout,
+                    std::ptr::null(),
+                )
+            };
+            if n > 0 {
+                ready.extend(
+                    self.fds
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, fd)| fd.revents != 0)
+                        .map(|(index, _)| index),
+                );
+                return self.elapsed_us().min(until_us);
+            }
+            if remaining_us == 0 || self.elapsed_us() >= until_us {
+                return until_us;
+            }
+            // Interrupted by a signal, or woken a little early: wait for the rest.
+        }
     }
 }
 

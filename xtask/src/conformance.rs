@@ -38,6 +38,7 @@ fn backend_name(stack: StackKind) -> &'static str {
     match stack {
         StackKind::Smoltcp => "smoltcp",
         StackKind::Lwip => "lwip",
+        StackKind::Linux => "linux",
     }
 }
 
@@ -195,7 +196,7 @@ fn run_scenario(scenario: &Scenario, stack: StackKind, out: &Path) -> anyhow::Re
                 },
             })
         }
-        StackKind::Lwip => {
+        StackKind::Lwip | StackKind::Linux => {
             let options = scenarios::Options {
                 filter: None,
                 seed: None,

@@ -42,6 +42,7 @@ pub fn backend_name(kind: StackKind) -> &'static str {
     match kind {
         StackKind::Smoltcp => "smoltcp",
         StackKind::Lwip => "lwip",
+        StackKind::Linux => "linux",
     }
 }
 
@@ -128,7 +129,7 @@ pub fn run_all(
         .par_iter()
         .map(|(script, backend)| match backend {
             StackKind::Smoltcp => run_here(script, *backend, out),
-            StackKind::Lwip => run_in_child(script, *backend, out),
+            StackKind::Lwip | StackKind::Linux => run_in_child(script, *backend, out),
         })
         .collect();
     results.into_iter().collect()

@@ -77,6 +77,7 @@ pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
     let backend_name = match backend {
         StackKind::Smoltcp => "smoltcp",
         StackKind::Lwip => "lwip",
+        StackKind::Linux => "linux",
     };
     let mut config = StackConfig::new("under-test", LOCAL_MAC, seed);
     config.ipv4 = Some((LOCAL_IP, 16));
@@ -90,6 +91,7 @@ pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
         StackKind::Lwip => LwipStack::new(config)
             .map(|s| Box::new(s) as Box<dyn Stack>)
             .map_err(|e| e.to_string()),
+        StackKind::Linux => Err("the linux backend does not run scripts yet".to_string()),
     };
     let mut runtime = match stack {
         Ok(stack) => Runtime::new(stack, backend_name, seed, rx_buffer_bytes),

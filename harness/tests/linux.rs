@@ -1,0 +1,269 @@
+//! The Linux kernel as a simulated host (`stack = "linux"`): smoltcp and the kernel exchange pings, UDP and TCP both ways over IPv4 and IPv6 in real time, the report says the run was paced, no namespace is left afterwards (panics included), and a run without linux hosts is what it was.
+//!
+//! Every test needs root and /dev/net/tun; without them each prints one `skipped:` line and
+//! passes, unless `WIRELAB_NO_SKIP` is set (as CI sets it).
+
+use std::sync::Mutex;
+
+use harness::apps::AppConfig;
+use harness::config::{SegmentKind, StackKind, WorldConfig};
+use harness::library::{switch_of, tcp_transfer_apps, two_hosts};
+use harness::sim::{run, Outcome, RunError, RunOptions, RunReport, World};
+use harness::tap::leftover_namespaces;
+
+/// The tests of this file run one at a time, so that each can check that it left no
+/// namespace of this process behind.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// False, after saying why, when linux hosts cannot run here.
+fn linux_here() -> bool {
+    match harness::linux_host::available() {
+        Ok(()) => true,
+        Err(missing) => {
+            harness::skip_test(&missing);
+            false
+        }
+    }
+}
+
+fn mine() -> Vec<String> {
+    let prefix = format!("wirelab-{}-", std::process::id());
+    leftover_namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+fn counter(report: &RunReport, app: usize, name: &str) -> u64 {
+    report.apps[app].counters.get(name).copied().unwrap_or(0)
+}
+
+fn pair(seed: u64, client: StackKind, server: StackKind) -> WorldConfig {
+    let mut config = two_hosts(seed, SegmentKind::Switch);
+    config.hosts[0].stack = client;
+    config.hosts[1].stack = server;
+    config.time_limit_us = 20_000_000;
+    config
+}
+
+fn assert_clean(report: &RunReport, what: &str) {
+    assert_eq!(report.outcome, Outcome::Completed, "{what}");
+    assert!(
+        report.real_time,
+        "{what}: a run with a linux host is real-time"
+    );
+    for app in &report.apps {
+        assert!(
+            app.errors.is_empty(),
+            "{what}: {} on {}: {:?}",
+            app.kind,
+            app.host,
+            app.errors
+        );
+    }
+    // The kernel's frames pass the same trace oracles (checksums, MACs, TCP sanity).
+    let macs: Vec<stack::MacAddr> = (0..report.names.hosts.len())
+        .map(|i| stack::MacAddr::local_from_index(i as u32 + 1))
+        .collect();
+    let violations = harness::oracle::check(&report.trace, &report.names, &macs);
+    assert!(violations.is_empty(), "{what}: {violations:?}");
+}
+
+fn ping(host: &str, target: &str, count: u32) -> AppConfig {
+    AppConfig::Ping {
+        host: host.into(),
+        target: target.parse().unwrap(),
+        count,
+        interval_us: 50_000,
+        payload_bytes: 56,
+        start_us: 0,
+        timeout_us: 500_000,
+    }
+}
+
+fn udp_ping_pong(target: &str) -> Vec<AppConfig> {
+    vec![
+        AppConfig::UdpEchoServer {
+            host: "server".into(),
+            port: 7,
+        },
+        AppConfig::UdpPingPong {
+            host: "client".into(),
+            target: target.parse().unwrap(),
+            count: 10,
+            payload_bytes: 64,
+            start_us: 0,
+            timeout_us: 500_000,
+        },
+    ]
+}
+
+#[test]
+fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !linux_here() {
+        return;
+    }
+    let ways = [
+        (StackKind::Smoltcp, StackKind::Linux),
+        (StackKind::Linux, StackKind::Smoltcp),
+    ];
+    for (client, server) in ways {
+        for target in ["10.0.0.2", "2001:db8::2"] {
+            let what = format!("ping {client:?} -> {server:?} {target}");
+            let report = run(
+                pair(1, client, server),
+                &[ping("client", target, 3)],
+                &RunOptions::default(),
+            )
+            .unwrap();
+            assert_clean(&report, &what);
+            assert_eq!(
+                counter(&report, 0, "replies_received"),
+                3,
+                "{what}\n{}",
+                report.trace_text()
+            );
+        }
+        for target in ["10.0.0.2:7", "[2001:db8::2]:7"] {
+            let what = format!("udp {client:?} -> {server:?} {target}");
+            let report = run(
+                pair(2, client, server),
+                &udp_ping_pong(target),
+                &RunOptions::default(),
+            )
+            .unwrap();
+            assert_clean(&report, &what);
+            assert_eq!(counter(&report, 1, "round_trips"), 10, "{what}");
+            assert_eq!(counter(&report, 1, "timeouts"), 0, "{what}");
+        }
+        for target in ["10.0.0.2:5001", "[2001:db8::2]:5001"] {
+            let what = format!("tcp {client:?} -> {server:?} {target}");
+            let bytes = 300_000;
+            let mut apps = tcp_transfer_apps(bytes);
+            if let AppConfig::TcpServer { echo, .. } = &mut apps[0] {
+                *echo = true;
+            }
+            if let AppConfig::TcpClient {
+                target: to,
+                expect_echo,
+                ..
+            } = &mut apps[1]
+            {
+                *to = target.parse().unwrap();
+                *expect_echo = true;
+            }
+            let report = run(pair(3, client, server), &apps, &RunOptions::default()).unwrap();
+            assert_clean(&report, &what);
+            assert_eq!(counter(&report, 0, "bytes_verified"), bytes, "{what}");
+            assert_eq!(counter(&report, 1, "bytes_verified"), bytes, "{what}");
+            assert_eq!(counter(&report, 0, "connections_closed"), 1, "{what}");
+        }
+    }
+    assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
+}
+
+#[test]
+fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !linux_here() {
+        return;
+    }
+    let report = run(
+        pair(4, StackKind::Linux, StackKind::Linux),
+        &tcp_transfer_apps(100_000),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_clean(&report, "linux -> linux");
+    assert_eq!(counter(&report, 0, "bytes_verified"), 100_000);
+
+    // Nobody listens: the kernel answers the SYN with a RST and the client hears "refused".
+    let mut apps = tcp_transfer_apps(1000);
+    apps.remove(0);
+    let report = run(
+        pair(5, StackKind::Smoltcp, StackKind::Linux),
+        &apps,
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.apps[0].errors.len(), 1, "{:?}", report.apps[0]);
+    assert!(report.apps[0].errors[0].1.contains("refused"));
+    let apps = {
+        let mut apps = tcp_transfer_apps(1000);
+        apps.remove(0);
+        apps
+    };
+    let report = run(
+        pair(6, StackKind::Linux, StackKind::Smoltcp),
+        &apps,
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.apps[0].errors.len(), 1, "{:?}", report.apps[0]);
+    assert!(report.apps[0].errors[0].1.contains("refused"));
+    assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
+}
+
+#[test]
+fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !linux_here() {
+        return;
+    }
+    let caught = std::panic::catch_unwind(|| {
+        let world = World::new(
+            pair(7, StackKind::Smoltcp, StackKind::Linux),
+            &tcp_transfer_apps(10),
+            &RunOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(mine().len(), 1, "the linux host's namespace exists");
+        let _keep = world;
+        panic!("a failure while the world exists");
+    });
+    assert!(caught.is_err());
+    assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
+
+    // A world that fails after its linux hosts were made (an application names a host that
+    // does not exist) removes them too.
+    let mut apps = tcp_transfer_apps(10);
+    if let AppConfig::TcpClient { host, .. } = &mut apps[1] {
+        *host = "nobody".into();
+    }
+    match World::new(
+        pair(8, StackKind::Linux, StackKind::Linux),
+        &apps,
+        &RunOptions::default(),
+    ) {
+        Err(RunError::UnknownAppHost { .. }) => {}
+        Err(other) => panic!("expected an unknown host, got {other}"),
+        Ok(_) => panic!("an application on an unknown host was accepted"),
+    }
+    assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
+}
+
+#[test]
+fn too_many_linux_hosts_are_refused_with_the_limit() {
+    let mut config = switch_of(9, 20);
+    for host in &mut config.hosts {
+        host.stack = StackKind::Linux;
+    }
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("at most 16"), "{error}");
+}
+
+#[test]
+fn a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scenarios = root.join("scenarios");
+    let scenario =
+        harness::scenario::load(&scenarios.join("tcp/handshake.toml"), &scenarios).unwrap();
+    let checked =
+        harness::check::check(&scenario, scenario.config.seed, &RunOptions::default()).unwrap();
+    assert!(!checked.report.real_time);
+    assert!(!checked.snapshot().contains("real time"));
+    let golden = std::fs::read(root.join("golden/tcp/handshake.pcapng")).unwrap();
+    let capture = checked.report.captures[0].bytes.as_ref().unwrap();
+    assert!(*capture == golden, "the capture differs from its golden");
+}
