@@ -8,8 +8,11 @@
 //! device; frames the kernel sends are read from it when the host is polled. Socket calls are
 //! real, non-blocking kernel sockets created by a thread that entered the namespace: TCP
 //! (`SOCK_STREAM`), UDP and ICMP echo through unprivileged ping sockets (the namespace's
-//! `ping_group_range` is opened to every group). Dropping the stack closes every descriptor
-//! and then deletes the namespace, with the TAP device in it.
+//! `ping_group_range` is opened to every group). Ephemeral ports come from 49152-65535, the
+//! range smoltcp and lwIP use. A connection the application closed first and that the kernel
+//! has handed to its time-wait socket reads TIME-WAIT (the application's socket reads CLOSE).
+//! Dropping the stack closes every descriptor and then deletes the namespace, with the TAP
+//! device in it.
 //!
 //! What the kernel does is the kernel's: its ISNs, ephemeral ports, IP IDs, options and
 //! timers are its own, so a run with a linux host is not reproducible; the simulator says so
@@ -201,6 +204,8 @@ struct TcpConn {
     fd: Option<OwnedFd>,
     /// How the connection ended, once the kernel said so (its socket error is read once).
     end: Cell<Option<TcpEnd>>,
+    /// The application closed its side first (it shut down an established connection).
+    active_close: bool,
 }
 
 impl TcpConn {
@@ -208,6 +213,7 @@ impl TcpConn {
         TcpConn {
             fd: Some(fd),
             end: Cell::new(None),
+            active_close: false,
         }
     }
 
@@ -237,6 +243,12 @@ impl TcpConn {
             if let Some(error) = get_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR) {
                 self.note_error(error);
             }
+        }
+        // On entering TIME-WAIT the kernel hands the connection to a small time-wait socket
+        // and the application's socket reads CLOSE. A connection that the application closed
+        // first and that ended without an error is in TIME-WAIT (for the kernel's 60 s).
+        if state == TcpState::Closed && self.active_close && self.end.get().is_none() {
+            return TcpState::TimeWait;
         }
         state
     }
@@ -469,7 +481,12 @@ impl LinuxStack {
 /// or without duplicate address detection and router solicitations. Runs inside the
 /// namespace (`/proc/sys/net` is the calling thread's namespace's).
 fn write_sysctls(ipv6: bool) -> Result<(), TapError> {
-    let mut settings = vec![("net/ipv4/ping_group_range", "0 2147483647")];
+    let mut settings = vec![
+        ("net/ipv4/ping_group_range", "0 2147483647"),
+        // Ephemeral ports from the IANA dynamic range, as smoltcp and lwIP take them (and as
+        // differential runs expect them): the kernel's default starts at 32768.
+        ("net/ipv4/ip_local_port_range", "49152 65535"),
+    ];
     if ipv6 {
         settings.push(("net/ipv6/conf/default/accept_dad", "0"));
         settings.push(("net/ipv6/conf/default/dad_transmits", "0"));
@@ -636,7 +653,17 @@ impl Stack for LinuxStack {
             )
         };
         match n {
-            0 => Err(SocketError::Finished),
+            0 => {
+                // The kernel reads a connection it reset, refused or gave up as ended too:
+                // only one the peer closed with a FIN is finished.
+                let conn = self.tcp(socket)?;
+                let state = conn.state();
+                if conn.end.get().is_some() {
+                    Err(SocketError::InvalidState(state))
+                } else {
+                    Err(SocketError::Finished)
+                }
+            }
             n if n > 0 => Ok(n as usize),
             _ => match errno() {
                 libc::EAGAIN => Ok(0),
@@ -656,6 +683,13 @@ impl Stack for LinuxStack {
 
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError> {
         let fd = self.tcp_fd(socket)?;
+        let before = self.tcp(socket)?.state();
+        if let Some(Some(Entry::Tcp(conn))) = self.entries.get_mut(socket.0 as usize) {
+            conn.active_close |= matches!(
+                before,
+                TcpState::Established | TcpState::SynSent | TcpState::SynReceived
+            );
+        }
         // SAFETY: a valid descriptor.
         if unsafe { libc::shutdown(fd, libc::SHUT_WR) } != 0 {
             return Err(SocketError::InvalidState(self.tcp(socket)?.state()));

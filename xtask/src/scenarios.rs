@@ -294,6 +294,15 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let scenarios = if wanted.contains(&StackKind::Linux) {
+        if let Err(why) = crate::tap::linux_preflight(options.bless) {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::from(2));
+        }
+        crate::tap::runnable_on_linux(scenarios)
+    } else {
+        scenarios
+    };
     let seeds = options.seeds.unwrap_or(1);
     if seeds == 0 {
         eprintln!("error: --seeds must be at least 1");
@@ -546,6 +555,9 @@ pub fn child(
         .iter()
         .find(|s| s.name == name)
         .with_context(|| format!("no scenario called {name}"))?;
+    if stack == StackKind::Linux {
+        crate::tap::remove_namespaces_on_signals()?;
+    }
     let judged = run_one(
         scenario,
         Some(stack),
@@ -554,7 +566,8 @@ pub fn child(
         RunFlags {
             bless,
             write_artifacts,
-            goldens: true,
+            // Real-time runs on the kernel are not reproducible: they have no goldens.
+            goldens: stack != StackKind::Linux,
             reference,
         },
     )?;

@@ -83,3 +83,46 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Before `cargo xtask scenarios` puts hosts on linux (`--stack linux`, `--diff ...,linux`):
+/// what is missing on this machine, or why the options make no sense for real-time runs.
+/// Also removes the namespaces of wirelab processes that were killed outright.
+pub fn linux_preflight(bless: bool) -> Result<(), String> {
+    harness::linux_host::available().map_err(|missing| format!("linux: {missing}"))?;
+    if bless {
+        return Err("runs on linux are real-time and cannot be reproduced, so they have no goldens: leave out --bless".into());
+    }
+    for name in remove_stale_namespaces() {
+        eprintln!("removed {name}, left behind by a process that no longer runs");
+    }
+    Ok(())
+}
+
+/// The scenarios that can run with every host on linux; prints a `skip` line with the
+/// reason for each of the others.
+pub fn runnable_on_linux(
+    scenarios: Vec<harness::scenario::Scenario>,
+) -> Vec<harness::scenario::Scenario> {
+    scenarios
+        .into_iter()
+        .filter(
+            |s| match harness::linux_host::cannot_run_on_linux(&s.config) {
+                None => true,
+                Some(why) => {
+                    println!("skip {:<44} not on linux: {why}", s.name);
+                    false
+                }
+            },
+        )
+        .collect()
+}
+
+/// In a process that runs linux hosts: on Ctrl-C, SIGTERM or SIGHUP, delete the namespaces
+/// this process created (the process then exits without unwinding, so no destructor would).
+pub fn remove_namespaces_on_signals() -> anyhow::Result<()> {
+    ctrlc::set_handler(|| {
+        harness::tap::remove_live_namespaces();
+        std::process::exit(130);
+    })
+    .context("installing the signal handler that removes the namespaces")
+}
