@@ -775,7 +775,14 @@ impl World {
         let Some((pacer, hosts)) = self.pacer.as_mut() else {
             return next_time;
         };
-        let at = pacer.wait(until, &mut ready).max(self.now_us);
+        // Running behind the wall clock (a slow step, a busy machine), frames a kernel sent
+        // meanwhile are taken at once, before the events they may have come ahead of: an
+        // application's timeout must not fire before a reply that had already arrived.
+        let behind = pacer.elapsed_us() >= until;
+        let mut at = pacer.wait(until, &mut ready).max(self.now_us);
+        if behind && !ready.is_empty() {
+            at = self.now_us;
+        }
         for &index in &ready {
             let host = hosts[index];
             if !self.dirty[host as usize] {
