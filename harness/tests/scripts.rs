@@ -18,7 +18,12 @@ fn main() -> ExitCode {
     if let Ok(what) = std::env::var(CHILD_ENV) {
         child_main(&what);
     }
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // Linux runs sleep through their scripts in real time: more threads than cores keep the
+    // whole set to about a minute.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(8);
+    }
     let root = scripts_root();
     let mut trials = Vec::new();
     let paths = script::discover(&root).unwrap_or_default();
@@ -29,7 +34,11 @@ fn main() -> ExitCode {
             .with_extension("")
             .to_string_lossy()
             .into_owned();
-        for (backend, kind) in [("smoltcp", StackKind::Smoltcp), ("lwip", StackKind::Lwip)] {
+        for (backend, kind) in [
+            ("smoltcp", StackKind::Smoltcp),
+            ("lwip", StackKind::Lwip),
+            ("linux", StackKind::Linux),
+        ] {
             let path = path.clone();
             let root = root.clone();
             trials.push(Trial::test(format!("{name}@{backend}"), move || {
@@ -200,7 +209,31 @@ fn run_one(path: &Path, root: &Path, kind: StackKind) -> Result<(), Failed> {
         // that an abort fails this test alone.
         return run_in_child(path, root, "lwip");
     }
+    if kind == StackKind::Linux {
+        if let Err(missing) = harness::linux_host::available() {
+            harness::skip_test(&missing);
+            return Ok(());
+        }
+        return judge_linux(path, root);
+    }
     judge_here(path, root, kind)
+}
+
+/// A linux run is real time: played once (the kernel's timing is its own), in packetdrill's
+/// tolerance, and judged like the others.
+fn judge_linux(path: &Path, root: &Path) -> Result<(), Failed> {
+    let script = script::load(path, root).map_err(|e| Failed::from(e.to_string()))?;
+    let run = script::run(&script, StackKind::Linux, 1);
+    match script::judge(&script, &run) {
+        Verdict::Passed | Verdict::KnownFailure(_) => Ok(()),
+        Verdict::NotRun(reason) => {
+            println!("not run on linux: {reason}");
+            Ok(())
+        }
+        Verdict::Unexpected(message) => {
+            Err(format!("{message}\n--- trace ---\n{}", run.trace).into())
+        }
+    }
 }
 
 fn run_in_child(path: &Path, root: &Path, backend: &str) -> Result<(), Failed> {
@@ -268,6 +301,10 @@ fn judge_here(path: &Path, root: &Path, kind: StackKind) -> Result<(), Failed> {
     }
     match script::judge(&script, &run) {
         Verdict::Passed | Verdict::KnownFailure(_) => Ok(()),
+        Verdict::NotRun(reason) => Err(format!(
+            "only real-time backends may decline a script, but {kind:?} did: {reason}"
+        )
+        .into()),
         Verdict::Unexpected(message) => {
             Err(format!("{message}\n--- trace ---\n{}", run.trace).into())
         }

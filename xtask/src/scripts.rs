@@ -50,11 +50,7 @@ pub fn backend_name(kind: StackKind) -> &'static str {
 /// every conformance script whose name matches the filter, on every backend this machine has
 /// (or the one `--stack` names). The exit code is the worse of the two.
 pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Result<ExitCode> {
-    if options.stack == Some(StackKind::Linux) {
-        println!("scripts: not run on linux (the linux backend does not run scripts yet)");
-    }
     let with_scripts = options.diff.is_none()
-        && options.stack != Some(StackKind::Linux)
         && options.seeds.unwrap_or(1) == 1
         && options.seed.is_none()
         && !options.bless
@@ -87,7 +83,8 @@ pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Res
     }
 }
 
-/// The backends this machine can run: smoltcp always, lwIP when its library is installed.
+/// The backends scripts run on by default: smoltcp always, lwIP when its library is
+/// installed. The Linux kernel plays scripts in real time, so only `--stack linux` asks for it.
 pub fn available_backends() -> Vec<StackKind> {
     let mut backends = vec![StackKind::Smoltcp];
     match stack::lwip::available() {
@@ -154,6 +151,7 @@ pub fn run_here(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
         .with_context(|| format!("writing {}.trace", base.display()))?;
     let (verdict, requirement, message) = match script::judge(script, &run) {
         Verdict::Passed => ("passed", None, None),
+        Verdict::NotRun(reason) => ("not_run", None, Some(reason)),
         Verdict::KnownFailure(known) => (
             "known_failure",
             Some(known.requirement.clone()),
@@ -224,9 +222,19 @@ pub fn child(name: &str, backend: StackKind, out: &Path, workspace: &Path) -> an
 pub fn report(results: &[ScriptResult]) -> bool {
     let mut unexpected = 0;
     let mut known = 0;
+    let mut not_run = 0;
     for r in results {
         match r.verdict.as_str() {
             "passed" => println!("ok      script {}@{}", r.name, r.backend),
+            "not_run" => {
+                not_run += 1;
+                println!(
+                    "not run script {}@{}: {}",
+                    r.name,
+                    r.backend,
+                    r.message.as_deref().unwrap_or_default()
+                );
+            }
             "known_failure" => {
                 known += 1;
                 println!(
@@ -249,10 +257,11 @@ pub fn report(results: &[ScriptResult]) -> bool {
         }
     }
     println!(
-        "scripts: {} runs, {} as expected ({} of them known findings), {} unexpected",
+        "scripts: {} runs, {} as expected ({} of them known findings, {} not run), {} unexpected",
         results.len(),
         results.len() - unexpected,
         known,
+        not_run,
         unexpected
     );
     unexpected == 0

@@ -32,6 +32,11 @@ pub struct Script {
     /// Failures the script is known to show on some backend, each a finding against a
     /// requirement (`// known-failure <backend> line <N>: <id> <what happens>`).
     pub known_failures: Vec<KnownFailure>,
+    /// packetdrill's `--tolerance_usecs`, for real-time (linux) runs; virtual time is exact.
+    pub tolerance_us: Option<u64>,
+    /// Backends the script cannot judge, each with the reason (`// not-on <backend>: <why>`);
+    /// the run reports the reason instead of playing.
+    pub not_on: Vec<(String, String)>,
     pub events: Vec<Event>,
 }
 
@@ -450,6 +455,8 @@ pub fn parse(text: &str, path: &Path, name: &str) -> Result<Script, ScriptError>
         path: path.to_path_buf(),
         requirements: parsed.requirements,
         known_failures: parsed.known_failures,
+        tolerance_us: parsed.tolerance_us,
+        not_on: parsed.not_on,
         events: parsed.events,
     };
     for failure in &script.known_failures {
@@ -476,6 +483,9 @@ pub fn parse(text: &str, path: &Path, name: &str) -> Result<Script, ScriptError>
 pub enum Verdict {
     /// The script passed and declares no failure on this backend.
     Passed,
+    /// The backend cannot play this script, for the reason given (a linux run that would take
+    /// too long in real time).
+    NotRun(String),
     /// The script failed exactly where it declares a known failure: a finding, still there.
     KnownFailure(KnownFailure),
     /// Anything else: a new failure, a failure at another line, or a known failure that no
@@ -485,6 +495,9 @@ pub enum Verdict {
 
 /// Judges a run against the script's declarations for the run's backend.
 pub fn judge(script: &Script, run: &ScriptRun) -> Verdict {
+    if let Some(reason) = &run.not_run {
+        return Verdict::NotRun(reason.clone());
+    }
     let known = script.known_failure(run.backend);
     match (&run.failure, known) {
         (None, None) => Verdict::Passed,

@@ -14,6 +14,8 @@ use super::{
 /// What the parser produces before the file's name is attached.
 pub(super) struct Parsed {
     pub requirements: Vec<String>,
+    pub tolerance_us: Option<u64>,
+    pub not_on: Vec<(String, String)>,
     pub known_failures: Vec<KnownFailure>,
     pub events: Vec<Event>,
 }
@@ -72,6 +74,8 @@ const UNSUPPORTED_CALLS: &[&str] = &[
 pub(super) fn parse_script(text: &str) -> Result<Parsed> {
     let mut parsed = Parsed {
         requirements: Vec::new(),
+        tolerance_us: None,
+        not_on: Vec::new(),
         known_failures: Vec::new(),
         events: Vec::new(),
     };
@@ -85,7 +89,9 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
         let mut cursor = Cursor::new(&code, line_no);
         cursor.skip_space();
         if cursor.rest().starts_with("--") {
-            parse_option_line(&mut cursor)?;
+            if let Some(us) = parse_option_line(&mut cursor)? {
+                parsed.tolerance_us = Some(us);
+            }
             continue;
         }
         if cursor.rest().starts_with('`') {
@@ -242,6 +248,21 @@ fn read_metadata(comment: &str, line: usize, column: usize, parsed: &mut Parsed)
         );
         return Ok(());
     }
+    if let Some(rest) = comment.strip_prefix("not-on ") {
+        let Some((backend, reason)) = rest.split_once(':') else {
+            return Err(LocatedError {
+                line,
+                column,
+                kind: ScriptErrorKind::Parse,
+                message: "a not-on comment needs a `:` after the backend".into(),
+                hint: Some("write `// not-on <backend>: <why the script cannot judge it>`".into()),
+            });
+        };
+        parsed
+            .not_on
+            .push((backend.trim().to_string(), reason.trim().to_string()));
+        return Ok(());
+    }
     if let Some(rest) = comment.strip_prefix("known-failure") {
         let error = |message: &str| {
             LocatedError {
@@ -283,9 +304,10 @@ fn read_metadata(comment: &str, line: usize, column: usize, parsed: &mut Parsed)
     Ok(())
 }
 
-/// packetdrill's command-line options written into a script. Tolerances mean nothing in
-/// virtual time, where packets are expected at their exact time; anything else is refused.
-fn parse_option_line(cursor: &mut Cursor) -> Result<()> {
+/// packetdrill's command-line options written into a script: `--tolerance_usecs=N` (used by
+/// real-time runs; virtual time is exact) and `--tolerance_percent` (accepted, unused);
+/// anything else is refused.
+fn parse_option_line(cursor: &mut Cursor) -> Result<Option<u64>> {
     let text = cursor.rest().trim().to_string();
     let name = text
         .trim_start_matches("--")
@@ -293,9 +315,20 @@ fn parse_option_line(cursor: &mut Cursor) -> Result<()> {
         .next()
         .unwrap_or_default();
     match name {
-        "tolerance_usecs" | "tolerance_percent" => {
+        "tolerance_usecs" => {
+            let value = text.split_once('=').map(|(_, v)| v.trim()).unwrap_or_default();
+            let us = value.parse::<u64>().map_err(|_| {
+                cursor.error(
+                    &format!("`{value}` is not a number of microseconds for --tolerance_usecs"),
+                    None,
+                )
+            })?;
             cursor.pos = cursor.text.len();
-            Ok(())
+            Ok(Some(us))
+        }
+        "tolerance_percent" => {
+            cursor.pos = cursor.text.len();
+            Ok(None)
         }
         _ => Err(cursor.unsupported(
             &format!("the option --{name}"),

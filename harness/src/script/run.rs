@@ -42,6 +42,10 @@ const ECHO_IDENT: u16 = 0x5744;
 /// The idle time before a keep-alive once `SO_KEEPALIVE` is on: two hours, the least default
 /// RFC 9293 allows (MUST-28) and Linux's.
 const KEEPALIVE_IDLE_US: u64 = 7_200_000_000;
+/// packetdrill's default tolerance for real-time runs.
+const DEFAULT_TOLERANCE_US: u64 = 4_000;
+/// The longest script a linux run plays: it takes as long in real time.
+const LINUX_SPAN_LIMIT_US: u64 = 60_000_000;
 /// Polls at one instant before the stack is judged to spin.
 const MAX_POLLS_PER_INSTANT: u32 = 10_000;
 
@@ -59,6 +63,9 @@ pub struct ScriptRun {
     pub name: String,
     pub backend: &'static str,
     pub failure: Option<RunFailure>,
+    /// Why the script was not played on this backend at all (a linux run longer than real
+    /// time allows); `failure` is then `None`.
+    pub not_run: Option<String>,
     /// Every frame both ways, as pcapng, each commented with the script line it belongs to.
     pub capture: Vec<u8>,
     /// The decoded trace: frames both ways and socket calls, one line each.
@@ -68,7 +75,7 @@ pub struct ScriptRun {
 
 impl ScriptRun {
     pub fn passed(&self) -> bool {
-        self.failure.is_none()
+        self.failure.is_none() && self.not_run.is_none()
     }
 }
 
@@ -79,6 +86,19 @@ pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
         StackKind::Lwip => "lwip",
         StackKind::Linux => "linux",
     };
+    if let Some((_, reason)) = script.not_on.iter().find(|(b, _)| b == backend_name) {
+        return ScriptRun {
+            name: script.name.clone(),
+            backend: backend_name,
+            failure: None,
+            not_run: Some(format!(
+                "the script says it cannot judge {backend_name}: {reason}"
+            )),
+            capture: Vec::new(),
+            trace: String::new(),
+            end_time_us: 0,
+        };
+    }
     let mut config = StackConfig::new("under-test", LOCAL_MAC, seed);
     config.ipv4 = Some((LOCAL_IP, 16));
     config.ipv4_gateway = Some(GATEWAY_IP);
@@ -86,19 +106,53 @@ pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
         config.tcp_rx_buffer_bytes = bytes;
     }
     let rx_buffer_bytes = config.tcp_rx_buffer_bytes;
+    let mut pacer = None;
     let stack: Result<Box<dyn Stack>, String> = match backend {
         StackKind::Smoltcp => Ok(Box::new(SmoltcpStack::new(config))),
         StackKind::Lwip => LwipStack::new(config)
             .map(|s| Box::new(s) as Box<dyn Stack>)
             .map_err(|e| e.to_string()),
-        StackKind::Linux => Err("the linux backend does not run scripts yet".to_string()),
+        StackKind::Linux => {
+            let span_us = script_span_us(&script.events);
+            if span_us > LINUX_SPAN_LIMIT_US {
+                return ScriptRun {
+                    name: script.name.clone(),
+                    backend: backend_name,
+                    failure: None,
+                    not_run: Some(format!(
+                        "the script spans {} s, and a linux run takes that long in real time (the limit is {} s)",
+                        span_us / 1_000_000,
+                        LINUX_SPAN_LIMIT_US / 1_000_000
+                    )),
+                    capture: Vec::new(),
+                    trace: String::new(),
+                    end_time_us: 0,
+                };
+            }
+            crate::linux_host::LinuxStack::new(config)
+                .map(|s| {
+                    pacer = Some(crate::tap::Pacer::new(&[s.tap_fd()]));
+                    Box::new(s) as Box<dyn Stack>
+                })
+                .map_err(|e| e.to_string())
+        }
     };
     let mut runtime = match stack {
-        Ok(stack) => Runtime::new(stack, backend_name, seed, rx_buffer_bytes),
+        Ok(stack) => {
+            let mut runtime = Runtime::new(stack, backend_name, seed, rx_buffer_bytes);
+            // In real time a packet comes when the kernel sends it: packetdrill's tolerance
+            // (the script's --tolerance_usecs, 4 ms by default) applies. Virtual time is exact.
+            if let Some(pacer) = pacer {
+                runtime.tolerance_us = script.tolerance_us.unwrap_or(DEFAULT_TOLERANCE_US);
+                runtime.pacer = Some(pacer);
+            }
+            runtime
+        }
         Err(message) => {
             return ScriptRun {
                 name: script.name.clone(),
                 backend: backend_name,
+                not_run: None,
                 failure: Some(RunFailure {
                     line: 0,
                     message: format!("the {backend_name} stack could not start: {message}"),
@@ -134,10 +188,28 @@ pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
         name: script.name.clone(),
         backend: backend_name,
         failure,
+        not_run: None,
         capture: runtime.capture(),
         trace: std::mem::take(&mut runtime.trace),
         end_time_us: runtime.now_us,
     }
+}
+
+/// How long a script runs at least: the time of its last event, counting each range at its
+/// end and `*` as no time.
+fn script_span_us(events: &[Event]) -> u64 {
+    let mut last_us = 0;
+    let mut latest_us = 0;
+    for event in events {
+        let (start_us, end_us) = resolve(event.time, last_us);
+        last_us = if matches!(event.time, TimeSpec::Range { .. }) {
+            end_us
+        } else {
+            start_us
+        };
+        latest_us = latest_us.max(end_us);
+    }
+    latest_us
 }
 
 /// The receive buffer a script asks for with `SO_RCVBUF` before its connection exists; the
@@ -237,6 +309,11 @@ struct Runtime {
     write_left_after: usize,
     /// The TCP receive buffer the stack was built with (what `SO_RCVBUF` reports).
     rx_buffer_bytes: usize,
+    /// Holds time to the wall clock when the stack is a real kernel.
+    pacer: Option<crate::tap::Pacer>,
+    ready: Vec<usize>,
+    /// How far a packet or a call may be from its scripted time (0: virtual time is exact).
+    tolerance_us: u64,
 }
 
 impl Runtime {
@@ -272,10 +349,16 @@ impl Runtime {
             zeros: vec![0; 65_536],
             write_left_after: 0,
             rx_buffer_bytes,
+            pacer: None,
+            ready: Vec::new(),
+            tolerance_us: 0,
         }
     }
 
     fn play(&mut self, events: &[Event]) -> Result<(), RunFailure> {
+        if let Some(pacer) = self.pacer.as_mut() {
+            pacer.start();
+        }
         // The gateway announces itself first, so that the stack knows its MAC address
         // before the script starts (ARP is not part of scripts).
         let announce = arp_frame(1, PEER_MAC, GATEWAY_IP, MacAddr([0; 6]), LOCAL_IP);
@@ -329,20 +412,34 @@ impl Runtime {
         Ok(())
     }
 
+    /// Moves the clock to `deadline_us` (in real time: waits for the wall clock, or less when
+    /// the kernel has a frame for us) and polls the stack there.
+    fn step_to(&mut self, deadline_us: u64) -> Result<(), RunFailure> {
+        let at_us = match self.pacer.as_mut() {
+            Some(pacer) => pacer.wait(deadline_us, &mut self.ready),
+            None => deadline_us,
+        };
+        self.now_us = self.now_us.max(at_us);
+        self.poll_once()
+    }
+
     /// Runs the stack up to `until_us`, firing its timers; a packet it sends before then,
     /// or a blocking call that does not return by its time, fails the script.
     fn advance_to(&mut self, until_us: u64, event: &Event) -> Result<(), RunFailure> {
         loop {
             self.check_unexpected(until_us, event)?;
             match self.stack.poll_at(self.now_us) {
-                Some(deadline) if deadline <= until_us => {
-                    self.now_us = self.now_us.max(deadline);
-                    self.poll_once()?;
-                }
+                Some(deadline) if deadline <= until_us => self.step_to(deadline)?,
                 _ => break,
             }
         }
         self.check_unexpected(until_us, event)?;
+        // In real time, the last stretch to `until_us` is waited out too, reading whatever
+        // the kernel sends meanwhile.
+        while self.pacer.is_some() && self.now_us < until_us {
+            self.step_to(until_us)?;
+            self.check_unexpected(until_us, event)?;
+        }
         self.now_us = self.now_us.max(until_us);
         self.check_pending_deadline()?;
         Ok(())
@@ -350,7 +447,7 @@ impl Runtime {
 
     fn check_unexpected(&self, before_us: u64, event: &Event) -> Result<(), RunFailure> {
         if let Some((time_us, frame)) = self.outbound.front() {
-            if *time_us < before_us {
+            if *time_us + self.tolerance_us < before_us {
                 return Err(RunFailure {
                     line: event.line,
                     message: format!(
@@ -368,7 +465,7 @@ impl Runtime {
 
     fn check_pending_deadline(&mut self) -> Result<(), RunFailure> {
         if let Some(pending) = &self.pending {
-            if self.now_us > pending.return_at_us {
+            if self.now_us > pending.return_at_us + self.tolerance_us {
                 return Err(RunFailure {
                     line: pending.line,
                     message: format!(
@@ -392,6 +489,10 @@ impl Runtime {
         start_us: u64,
         end_us: u64,
     ) -> Result<u64, RunFailure> {
+        let (start_us, end_us) = (
+            start_us.saturating_sub(self.tolerance_us),
+            end_us + self.tolerance_us,
+        );
         loop {
             if let Some((time_us, _)) = self.outbound.front() {
                 let time_us = *time_us;
@@ -431,8 +532,7 @@ impl Runtime {
             }
             match self.stack.poll_at(self.now_us) {
                 Some(deadline) if deadline <= end_us => {
-                    self.now_us = self.now_us.max(deadline);
-                    self.poll_once()?;
+                    self.step_to(deadline)?;
                     self.check_pending_deadline()?;
                 }
                 _ => {
@@ -939,7 +1039,7 @@ impl Runtime {
                 Ok(())
             }
             CallOutcome::Returned(result) => {
-                if self.now_us != pending.return_at_us {
+                if self.now_us.abs_diff(pending.return_at_us) > self.tolerance_us {
                     return Err(RunFailure {
                         line: pending.line,
                         message: format!(
