@@ -398,6 +398,13 @@ fn matches(m: &PacketMatch, f: &FrameFacts, macs: &[MacAddr], scenario: &Scenari
             return false;
         }
     }
+    if let Some(bytes) = m.payload_bytes_above {
+        if f.payload_bytes <= bytes as usize
+            || !matches!(f.protocol, Some(Protocol::Tcp | Protocol::Udp))
+        {
+            return false;
+        }
+    }
     if m.tcp_window.is_some() && m.tcp_window != f.tcp_window {
         return false;
     }

@@ -310,6 +310,10 @@ pub struct PacketMatch {
     /// The exact number of TCP or UDP payload bytes (a zero-window probe carries 1).
     #[serde(default)]
     pub payload_bytes: Option<u32>,
+    /// Only TCP or UDP segments carrying more than this many payload bytes (for "no segment
+    /// is larger than the MSS": `payload_bytes_above = 536`, `equals = 0`).
+    #[serde(default)]
+    pub payload_bytes_above: Option<u32>,
     /// The TCP window field as sent (before any window scaling).
     #[serde(default)]
     pub tcp_window: Option<u16>,
@@ -1276,6 +1280,9 @@ pub fn describe_match(m: &PacketMatch) -> String {
     }
     if let Some(v) = m.payload_bytes {
         parts.push(format!("len={v}"));
+    }
+    if let Some(v) = m.payload_bytes_above {
+        parts.push(format!("len>{v}"));
     }
     if let Some(v) = m.tcp_window {
         parts.push(format!("win={v}"));
