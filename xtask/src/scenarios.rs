@@ -289,7 +289,7 @@ pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     }
     if scenarios.is_empty() {
         eprintln!(
-            "error: no scenario matches the filter {:?}; scenario names are paths under scenarios/, like tcp/handshake",
+            "error: no scenario or script matches the filter {:?}; names are paths under scenarios/ (like tcp/handshake) and scenarios/scripts/ (like tcp/passive_open)",
             options.filter.unwrap_or_default()
         );
         return Ok(ExitCode::from(2));

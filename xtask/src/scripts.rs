@@ -58,10 +58,6 @@ pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Res
     let filter = options.filter.clone();
     let out = options.out.clone();
     let stack = options.stack;
-    let code = crate::scenarios::run(options)?;
-    if !with_scripts || code == ExitCode::from(2) {
-        return Ok(code);
-    }
     let scripts = match load_all(&scripts_root(&workspace_root()), filter.as_deref()) {
         Ok(scripts) => scripts,
         Err(errors) => {
@@ -71,6 +67,21 @@ pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Res
             return Ok(ExitCode::from(2));
         }
     };
+    // A filter that names scripts only (`--filter rst_in`) runs just those scripts.
+    let scenario_matches = crate::scenarios::load_all(&workspace_root())
+        .map(|all| {
+            all.iter()
+                .any(|s| filter.as_deref().is_none_or(|f| s.name.contains(f)))
+        })
+        .unwrap_or(true);
+    let code = if with_scripts && !scripts.is_empty() && !scenario_matches {
+        ExitCode::SUCCESS
+    } else {
+        crate::scenarios::run(options)?
+    };
+    if !with_scripts || code == ExitCode::from(2) {
+        return Ok(code);
+    }
     let backends = match stack {
         Some(kind) => vec![kind],
         None => available_backends(),
