@@ -253,6 +253,40 @@ mod pattern_tests {
         buf[PATTERN_CHUNK + 5] ^= 1;
         assert_eq!(pattern_matches(&buf, 1000), PATTERN_CHUNK + 5);
     }
+
+    /// The lazy hash of a received stream is the hash of the bytes that really arrived,
+    /// whether they follow the pattern all the way or leave it part way through a chunk.
+    #[test]
+    fn the_received_hash_is_the_hash_of_what_arrived() {
+        let mut good = vec![0u8; 3 * PATTERN_CHUNK + 100];
+        fill_pattern(&mut good, 0);
+        let mut bad = good.clone();
+        bad[PATTERN_CHUNK + 7] ^= 0x40;
+        for bytes in [&good, &bad] {
+            let mut stream = StreamCheck {
+                received: 0,
+                verified: 0,
+            };
+            let mut hasher = None;
+            for chunk in bytes.chunks(5000) {
+                let before = stream.received;
+                stream.take(chunk);
+                hash_received(&mut hasher, before, &stream, chunk);
+            }
+            let log = StreamLog {
+                received: stream.received,
+                received_hash: hasher.as_ref().map(Xxh3::digest),
+                ..StreamLog::default()
+            };
+            assert_eq!(log.received_hash(), xxh3_64(bytes));
+            assert_eq!(
+                hasher.is_some(),
+                bytes == &bad,
+                "hashed only once off the pattern"
+            );
+        }
+        assert_eq!(pattern_hash(0), StreamLog::empty_hash());
+    }
 }
 
 /// What an application observed, for reports, expectations and snapshots.
@@ -291,9 +325,12 @@ pub struct StreamLog {
     pub connected: bool,
     /// Bytes the stack took from the application (always the pattern from offset 0).
     pub sent: u64,
-    /// Bytes delivered to the application, and the xxh3 hash of all of them in order.
+    /// Bytes delivered to the application.
     pub received: u64,
-    pub received_hash: u64,
+    /// The xxh3 hash of everything received, in order, once a byte differed from the pattern;
+    /// `None` while every byte matched it, so that a bulk transfer is not hashed byte by byte
+    /// in the hot path ([`StreamLog::received_hash`] computes the pattern's hash on demand).
+    pub received_hash: Option<u64>,
     /// How many leading bytes of what was received matched the pattern.
     pub verified: u64,
     /// The peer's FIN was read (the end of the stream).
@@ -303,29 +340,72 @@ pub struct StreamLog {
 }
 
 impl StreamLog {
-    /// The hash of a stream of no bytes, which `received_hash` starts from.
+    /// The hash of a stream of no bytes.
     pub fn empty_hash() -> u64 {
         Xxh3::new().digest()
     }
+
+    /// The xxh3 hash of everything received, in order.
+    pub fn received_hash(&self) -> u64 {
+        self.received_hash
+            .unwrap_or_else(|| pattern_hash(self.received))
+    }
 }
 
-/// A stream's log and the running hash of what it received.
+/// The xxh3 hash of the first `len` bytes of the pattern: what a sender wrote.
+pub fn pattern_hash(len: u64) -> u64 {
+    let mut hasher = Xxh3::new();
+    hash_pattern(&mut hasher, len);
+    hasher.digest()
+}
+
+fn hash_pattern(hasher: &mut Xxh3, len: u64) {
+    let mut offset = 0u64;
+    while offset < len {
+        let chunk = pattern_at(offset, (len - offset).min(PATTERN_CHUNK as u64) as usize);
+        hasher.update(chunk);
+        offset += chunk.len() as u64;
+    }
+}
+
+/// A stream's log and, once a received byte differs from the pattern, the running hash of
+/// what it received.
 struct StreamHasher {
     index: usize,
-    hasher: Xxh3,
+    hasher: Option<Xxh3>,
 }
 
 impl StreamHasher {
     fn open(exchange: &mut Exchange, connected: bool) -> StreamHasher {
         exchange.streams.push(StreamLog {
             connected,
-            received_hash: StreamLog::empty_hash(),
             ..StreamLog::default()
         });
         StreamHasher {
             index: exchange.streams.len() - 1,
-            hasher: Xxh3::new(),
+            hasher: None,
         }
+    }
+}
+
+/// Hashes `data` when the stream has left the pattern: `received_before` bytes came before
+/// it, `stream` has just checked it. Until the first byte off the pattern nothing is hashed;
+/// at that point the pattern bytes before it are hashed, then the real bytes from there on.
+fn hash_received(
+    hasher: &mut Option<Xxh3>,
+    received_before: u64,
+    stream: &StreamCheck,
+    data: &[u8],
+) {
+    match hasher {
+        Some(h) => h.update(data),
+        None if stream.verified < stream.received => {
+            let mut h = Xxh3::new();
+            hash_pattern(&mut h, received_before);
+            h.update(data);
+            *hasher = Some(h);
+        }
+        None => {}
     }
 }
 
@@ -763,8 +843,9 @@ impl App for TcpServer {
                     };
                     let hasher = &mut conn.log.hasher;
                     let mut take = |data: &[u8]| {
+                        let before = stream.received;
                         stream.take(data);
-                        hasher.update(data);
+                        hash_received(hasher, before, &stream, data);
                     };
                     match stack.tcp_recv_with(conn.socket, room, &mut take) {
                         Ok(0) => break,
@@ -772,7 +853,7 @@ impl App for TcpServer {
                             let log = &mut self.report.exchange.streams[conn.log.index];
                             log.received = stream.received;
                             log.verified = stream.verified;
-                            log.received_hash = conn.log.hasher.digest();
+                            log.received_hash = conn.log.hasher.as_ref().map(Xxh3::digest);
                             // Counted as it arrives: a run may end (every client done) while
                             // this side still waits for the last ACK of its FIN.
                             self.report
@@ -967,9 +1048,10 @@ impl App for TcpClient {
             };
             let mut hasher = self.log.as_mut().map(|log| &mut log.hasher);
             let mut take = |data: &[u8]| {
+                let before = stream.received;
                 stream.take(data);
                 if let Some(hasher) = hasher.as_deref_mut() {
-                    hasher.update(data);
+                    hash_received(hasher, before, &stream, data);
                 }
             };
             match stack.tcp_recv_with(socket, usize::MAX, &mut take) {
@@ -986,7 +1068,10 @@ impl App for TcpClient {
                 Err(_) => break,
             }
         }
-        let hash = self.log.as_ref().map(|log| log.hasher.digest());
+        let hash = self
+            .log
+            .as_ref()
+            .and_then(|log| log.hasher.as_ref().map(Xxh3::digest));
         let (sent, received, verified, peer_closed) =
             (self.sent, self.received, self.verified, self.peer_closed);
         let log = self.log_mut();
@@ -994,7 +1079,7 @@ impl App for TcpClient {
         log.received = received;
         log.verified = verified;
         log.peer_closed = peer_closed;
-        log.received_hash = hash.unwrap_or(log.received_hash);
+        log.received_hash = hash;
         if state == TcpState::Closed {
             if let Ok(Some(end)) = stack.tcp_end(socket) {
                 self.report.error(now_us, end_message(end).to_string());

@@ -215,17 +215,7 @@ impl fmt::Display for Transcript {
     }
 }
 
-/// The xxh3 hash of the first `len` bytes of wirelab's pattern: what a sender wrote.
-pub fn pattern_hash(len: u64) -> u64 {
-    let mut hasher = Xxh3::new();
-    let mut offset = 0u64;
-    while offset < len {
-        let n = (len - offset).min(CHUNK as u64) as usize;
-        hasher.update(&pattern_from(offset, n));
-        offset += n as u64;
-    }
-    hasher.digest()
-}
+pub use crate::apps::pattern_hash;
 
 /// The transcript of application `app` (configured as `config`) from what crossed its sockets.
 fn transcript_of(app: usize, config: &AppConfig, exchange: &Exchange, done: bool) -> Transcript {
@@ -241,7 +231,7 @@ fn transcript_of(app: usize, config: &AppConfig, exchange: &Exchange, done: bool
             },
             received: Bytes {
                 len: s.received,
-                xxh3: s.received_hash,
+                xxh3: s.received_hash(),
                 pattern_ok: s.verified,
             },
             closed_by_peer: s.peer_closed,
@@ -460,7 +450,6 @@ fn open_stream(log: &Log, connected: bool) -> (usize, Xxh3) {
     let mut log = log.borrow_mut();
     log.exchange.streams.push(StreamLog {
         connected,
-        received_hash: StreamLog::empty_hash(),
         ..StreamLog::default()
     });
     (log.exchange.streams.len() - 1, Xxh3::new())
@@ -535,7 +524,7 @@ async fn serve(stream: turmoil::net::TcpStream, setup: ServerSetup, log: Log) {
                     let s = &mut log.exchange.streams[index];
                     s.received = received;
                     s.verified = verified;
-                    s.received_hash = hasher.digest();
+                    s.received_hash = Some(hasher.digest());
                 }
                 Err(e) => {
                     log.borrow_mut().exchange.streams[index].end = Some(end_text(end_of(&e)));
@@ -676,7 +665,7 @@ async fn tcp_client(
                 let s = &mut log.exchange.streams[index];
                 s.received = received;
                 s.verified = verified;
-                s.received_hash = hasher.digest();
+                s.received_hash = Some(hasher.digest());
             }
             Some(Ok(Progress::Wrote(n))) => {
                 sent += n as u64;
