@@ -615,7 +615,7 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
     };
     n.count(format!("host {src}: frames sent"));
     let mut line = format!("{src} > {dst} ");
-    let (ip_src, ip_dst) = match &packet.net {
+    let (ip_src, ip_dst, transport_len) = match &packet.net {
         Some(LaxNetSlice::Arp(arp)) => {
             let sender = arp.sender_protocol_addr();
             let target = arp.target_protocol_addr();
@@ -649,7 +649,9 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
                 Normalizer::ip(s, names),
                 Normalizer::ip(d, names)
             );
-            (s, d)
+            // Lengths come from the headers, not the capture, which a snap length may cut.
+            let transport_len = u64::from(h.total_len()).saturating_sub(u64::from(h.ihl()) * 4);
+            (s, d, transport_len)
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
@@ -664,7 +666,8 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
                 Normalizer::ip(s, names),
                 Normalizer::ip(d, names)
             );
-            (s, d)
+            // Extension headers, which wirelab's stacks do not send, would count as payload.
+            (s, d, u64::from(h.payload_length()))
         }
         None => {
             let _ = write!(line, "non-IP frame");
@@ -673,11 +676,20 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
     };
     match &packet.transport {
         Some(TransportSlice::Tcp(tcp)) => {
-            normalize_tcp(n, time_us, &src, (ip_src, ip_dst), tcp, &mut line, names);
+            let payload = transport_len.saturating_sub(tcp.header_len() as u64);
+            normalize_tcp(
+                n,
+                time_us,
+                &src,
+                (ip_src, ip_dst),
+                (tcp, payload),
+                &mut line,
+                names,
+            );
         }
         Some(TransportSlice::Udp(udp)) => {
             let (sp, dp) = (n.port(udp.source_port()), n.port(udp.destination_port()));
-            let len = udp.payload().len() as u64;
+            let len = u64::from(udp.length()).saturating_sub(8);
             let flow = format!(
                 "udp {}:{sp} > {}:{dp}",
                 Normalizer::ip(ip_src, names),
@@ -709,7 +721,7 @@ fn normalize_tcp(
     time_us: u64,
     src_host: &str,
     (ip_src, ip_dst): (IpAddr, IpAddr),
-    tcp: &etherparse::TcpSlice<'_>,
+    (tcp, payload): (&etherparse::TcpSlice<'_>, u64),
     line: &mut String,
     names: &Names,
 ) {
@@ -751,7 +763,6 @@ fn normalize_tcp(
     let c = &mut n.connections[index];
     let forward = c.initiator == here;
     let flags = flags_text(tcp);
-    let payload = tcp.payload().len() as u64;
     let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
     if syn && !ack {
         c.syn_times.push(time_us);
@@ -872,6 +883,18 @@ mod tests {
     /// A handshake and one data segment, with the given ISNs, client port, IP ID base and
     /// server window.
     fn exchange(isn_c: u32, isn_s: u32, port: u16, id: u16, window: u16) -> Vec<u8> {
+        exchange_cut(isn_c, isn_s, port, id, window, 65535)
+    }
+
+    /// The exchange, captured with this snap length.
+    fn exchange_cut(
+        isn_c: u32,
+        isn_s: u32,
+        port: u16,
+        id: u16,
+        window: u16,
+        snaplen_bytes: u32,
+    ) -> Vec<u8> {
         let frames = [
             (0, tcp(1, (port, 80), isn_c, None, true, 65535, id, &[])),
             (
@@ -927,7 +950,7 @@ mod tests {
                 ),
             ),
         ];
-        let mut writer = CaptureWriter::to_memory(CaptureFormat::Pcapng, 65535, "lan");
+        let mut writer = CaptureWriter::to_memory(CaptureFormat::Pcapng, snaplen_bytes, "lan");
         for (t, f) in &frames {
             writer.write_frame(*t, f, None).expect("written");
         }
@@ -978,6 +1001,25 @@ mod tests {
         )
         .differences
         .is_empty());
+    }
+
+    /// Sizes come from the IP and TCP headers, so a capture cut short by its snap length
+    /// reports the same bytes as a whole one.
+    #[test]
+    fn a_snap_length_does_not_change_the_sizes() {
+        let whole = normalize(
+            &[("lan".into(), exchange(1000, 5000, 50000, 7, 4096))],
+            &Names::default(),
+        );
+        let cut = normalize(
+            &[("lan".into(), exchange_cut(1000, 5000, 50000, 7, 4096, 64))],
+            &Names::default(),
+        );
+        for fact in ["bytes sent", "largest segment"] {
+            let key = format!("tcp 10.0.0.1:eph1 > 10.0.0.2:80: initiator> {fact}");
+            assert_eq!(whole.facts.get(&key), Some(&Value::Count(100)), "{key}");
+            assert_eq!(cut.facts.get(&key), whole.facts.get(&key), "{key}");
+        }
     }
 
     #[test]
