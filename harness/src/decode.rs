@@ -75,7 +75,7 @@ pub fn ones_complement_sum(initial: u32, data: &[u8]) -> u16 {
 }
 
 /// The sum of the TCP/UDP/ICMPv6 pseudo-header (RFC 9293, RFC 768, RFC 8200 section 8.1).
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u32 {
+pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u32 {
     let mut sum = 0u32;
     let mut add = |bytes: &[u8]| {
         for pair in bytes.chunks_exact(2) {

@@ -86,6 +86,50 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// Sends one datagram on a non-blocking socket; the errno when the kernel refuses it.
+fn send_datagram(fd: RawFd, data: &[u8], dest: SocketAddr, v6: bool) -> Result<(), i32> {
+    let (storage, len) = sockaddr(dest, v6);
+    // SAFETY: a valid descriptor, a buffer of `data.len()` bytes, an address of `len`.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr() as *const libc::c_void,
+            data.len(),
+            libc::MSG_DONTWAIT,
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if n >= 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Takes one datagram into `buf` without waiting: its length and sender, or the errno.
+fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> Result<(usize, libc::sockaddr_storage), i32> {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: a valid descriptor, a buffer of `buf.len()` bytes, an address buffer.
+    let n = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            &mut storage as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        )
+    };
+    if n >= 0 {
+        Ok((n as usize, storage))
+    } else {
+        Err(errno())
+    }
+}
+
 /// The kernel's `tcpi_state` as RFC 9293 names it.
 fn tcp_state_of(linux: u8) -> TcpState {
     match linux {
@@ -828,22 +872,10 @@ impl Stack for LinuxStack {
     ) -> Result<(), SocketError> {
         self.reachable(dest.ip())?;
         let fd = self.udp_fd(socket)?;
-        let (storage, len) = sockaddr(dest, self.v6_sockets);
-        // SAFETY: a valid descriptor, a buffer of `data.len()` bytes, an address of `len`.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                data.as_ptr() as *const libc::c_void,
-                data.len(),
-                libc::MSG_DONTWAIT,
-                &storage as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
-        if n >= 0 {
+        let Err(errno) = send_datagram(fd, data, dest, self.v6_sockets) else {
             return Ok(());
-        }
-        match errno() {
+        };
+        match errno {
             libc::EMSGSIZE => Err(SocketError::TooLarge(data.len())),
             libc::ENETUNREACH | libc::EHOSTUNREACH => Err(SocketError::Unaddressable(dest.ip())),
             // A refusal reported for an earlier datagram, or a full queue: this one is lost.
@@ -858,27 +890,11 @@ impl Stack for LinuxStack {
     ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
         let fd = self.udp_fd(socket)?;
         loop {
-            // SAFETY: sockaddr_storage is plain data.
-            let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            // SAFETY: a valid descriptor, a buffer of `buf.len()` bytes, an address buffer.
-            let n = unsafe {
-                libc::recvfrom(
-                    fd,
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    &mut storage as *mut _ as *mut libc::sockaddr,
-                    &mut len,
-                )
-            };
-            if n >= 0 {
-                return Ok(socket_addr_of(&storage).map(|from| (n as usize, from)));
-            }
-            match errno() {
+            match recv_datagram(fd, buf) {
+                Ok((n, storage)) => return Ok(socket_addr_of(&storage).map(|from| (n, from))),
                 // An ICMP error for an earlier datagram: nothing to read, look again.
-                libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => continue,
-                _ => return Ok(None),
+                Err(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH) => continue,
+                Err(_) => return Ok(None),
             }
         }
     }
@@ -929,22 +945,11 @@ impl Stack for LinuxStack {
         packet.extend_from_slice(&[echo_request, 0, 0, 0, 0, 0]);
         packet.extend_from_slice(&seq.to_be_bytes());
         packet.extend_from_slice(payload);
-        let (storage, len) = sockaddr(SocketAddr::new(dest, 0), dest.is_ipv6());
-        // SAFETY: a valid descriptor, a buffer of `packet.len()` bytes, an address of `len`.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                packet.as_ptr() as *const libc::c_void,
-                packet.len(),
-                libc::MSG_DONTWAIT,
-                &storage as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
-        if n >= 0 {
+        let Err(errno) = send_datagram(fd, &packet, SocketAddr::new(dest, 0), dest.is_ipv6())
+        else {
             return Ok(());
-        }
-        match errno() {
+        };
+        match errno {
             libc::EMSGSIZE => Err(SocketError::TooLarge(payload.len())),
             libc::ENETUNREACH | libc::EHOSTUNREACH => Err(SocketError::Unaddressable(dest)),
             _ => Err(SocketError::BufferFull),
@@ -963,28 +968,12 @@ impl Stack for LinuxStack {
         let mut buf = [0u8; 65_536];
         for (fd, echo_reply) in fds {
             loop {
-                // SAFETY: sockaddr_storage is plain data.
-                let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                // SAFETY: a valid descriptor, a buffer of its length, an address buffer.
-                let n = unsafe {
-                    libc::recvfrom(
-                        fd,
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                        &mut storage as *mut _ as *mut libc::sockaddr,
-                        &mut len,
-                    )
+                let (n, storage) = match recv_datagram(fd, &mut buf) {
+                    Ok(received) => received,
+                    // An ICMP error reported for an earlier request: look again.
+                    Err(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH) => continue,
+                    Err(_) => break,
                 };
-                if n < 0 {
-                    match errno() {
-                        // An ICMP error reported for an earlier request: look again.
-                        libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH => continue,
-                        _ => break,
-                    }
-                }
-                let n = n as usize;
                 if n < 8 || buf[0] != echo_reply {
                     continue;
                 }

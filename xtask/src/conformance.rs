@@ -9,11 +9,11 @@ use harness::config::StackKind;
 use harness::conformance::{Cell, Coverage, Matrix, Verdict};
 use harness::golden::write_atomic;
 use harness::requirements::Catalogue;
-use harness::scenario::{describe, Expectation, Scenario};
+use harness::scenario::{describe, stack_name, Expectation, Scenario};
 use harness::sim::RunOptions;
 use rayon::prelude::*;
 
-use crate::scenarios;
+use crate::scenarios::{self, workspace_root};
 
 pub struct Options {
     pub out: PathBuf,
@@ -25,22 +25,6 @@ pub struct Options {
 
 /// Where the Markdown matrix is committed, relative to the workspace root.
 const MARKDOWN: &str = "scenarios/CONFORMANCE.md";
-
-fn workspace_root() -> PathBuf {
-    // xtask runs from anywhere inside the workspace; scenarios live at its root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-fn backend_name(stack: StackKind) -> &'static str {
-    match stack {
-        StackKind::Smoltcp => "smoltcp",
-        StackKind::Lwip => "lwip",
-        StackKind::Linux => "linux",
-    }
-}
 
 pub fn run(options: Options) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
@@ -233,10 +217,9 @@ fn scenario_coverage(
     let rows: Vec<anyhow::Result<Vec<Coverage>>> = runs
         .par_iter()
         .map(|&(scenario, stack)| {
-            let ran = run_scenario(scenario, stack, out).with_context(|| {
-                format!("scenario {} on {}", scenario.name, backend_name(stack))
-            })?;
-            Ok(coverage_of(scenario, backend_name(stack), &ran))
+            let ran = run_scenario(scenario, stack, out)
+                .with_context(|| format!("scenario {} on {}", scenario.name, stack_name(stack)))?;
+            Ok(coverage_of(scenario, stack_name(stack), &ran))
         })
         .collect();
     let mut coverage = Vec::new();

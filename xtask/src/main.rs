@@ -183,7 +183,7 @@ fn main() -> ExitCode {
             test_lwip_assert,
         }),
         Command::ScriptChild { name, backend, out } => {
-            scripts::child(&name, backend, &out, &scripts::workspace_root())
+            scripts::child(&name, backend, &out, &scenarios::workspace_root())
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::ScenarioChild {

@@ -69,7 +69,8 @@ struct Summary {
     results: Vec<RunSummary>,
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's root, where `scenarios/` and `golden/` live, wherever xtask runs from.
+pub(crate) fn workspace_root() -> PathBuf {
     // xtask runs from anywhere inside the workspace; scenarios and goldens live at its root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -6,6 +6,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Context;
 use harness::config::StackKind;
 use harness::golden::write_atomic;
+use harness::scenario::stack_name;
 use harness::script::{self, Script, Verdict};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,24 +27,8 @@ pub struct ScriptResult {
     pub message: Option<String>,
 }
 
-/// The workspace's root, where `scenarios/` lives, wherever xtask runs from.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 pub fn scripts_root(workspace: &Path) -> PathBuf {
     workspace.join("scenarios/scripts")
-}
-
-pub fn backend_name(kind: StackKind) -> &'static str {
-    match kind {
-        StackKind::Smoltcp => "smoltcp",
-        StackKind::Lwip => "lwip",
-        StackKind::Linux => "linux",
-    }
 }
 
 /// `cargo xtask scenarios`: the scenario files, then (for a plain run at the scripts' own seed)
@@ -58,7 +43,10 @@ pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Res
     let filter = options.filter.clone();
     let out = options.out.clone();
     let stack = options.stack;
-    let scripts = match load_all(&scripts_root(&workspace_root()), filter.as_deref()) {
+    let scripts = match load_all(
+        &scripts_root(&crate::scenarios::workspace_root()),
+        filter.as_deref(),
+    ) {
         Ok(scripts) => scripts,
         Err(errors) => {
             for error in &errors {
@@ -68,7 +56,7 @@ pub fn scenarios_then_scripts(options: crate::scenarios::Options) -> anyhow::Res
         }
     };
     // A filter that names scripts only (`--filter rst_in`) runs just those scripts.
-    let scenario_matches = crate::scenarios::load_all(&workspace_root())
+    let scenario_matches = crate::scenarios::load_all(&crate::scenarios::workspace_root())
         .map(|all| {
             all.iter()
                 .any(|s| filter.as_deref().is_none_or(|f| s.name.contains(f)))
@@ -152,7 +140,7 @@ pub fn run_here(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
     let run = script::run(script, backend, SCRIPT_SEED);
     let base = out
         .join("scripts")
-        .join(format!("{}@{}", script.name, backend_name(backend)));
+        .join(format!("{}@{}", script.name, stack_name(backend)));
     if let Some(dir) = base.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -177,7 +165,7 @@ pub fn run_here(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
     };
     Ok(ScriptResult {
         name: script.name.clone(),
-        backend: backend_name(backend).to_string(),
+        backend: stack_name(backend).to_string(),
         verdict: verdict.to_string(),
         requirement,
         message,
@@ -190,7 +178,7 @@ fn run_in_child(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
         .arg("script-child")
         .arg(&script.name)
         .arg("--backend")
-        .arg(backend_name(backend))
+        .arg(stack_name(backend))
         .arg("--out")
         .arg(out)
         .output()
@@ -207,12 +195,12 @@ fn run_in_child(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
     let last_words: Vec<&str> = stderr.lines().rev().take(5).collect();
     Ok(ScriptResult {
         name: script.name.clone(),
-        backend: backend_name(backend).to_string(),
+        backend: stack_name(backend).to_string(),
         verdict: "unexpected".into(),
         requirement: None,
         message: Some(format!(
             "the {} run died ({}, seed {SCRIPT_SEED}): {}",
-            backend_name(backend),
+            stack_name(backend),
             output.status,
             last_words.into_iter().rev().collect::<Vec<_>>().join(" | ")
         )),

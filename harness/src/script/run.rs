@@ -20,7 +20,7 @@ use super::{
 };
 use crate::capture::{CaptureFormat, CaptureWriter};
 use crate::config::StackKind;
-use crate::decode::{decode_frame, ones_complement_sum};
+use crate::decode::{decode_frame, ones_complement_sum, pseudo_header_sum};
 use crate::trace::format_time;
 
 /// The stack under test's address (packetdrill's `live_local_ip`).
@@ -81,11 +81,7 @@ impl ScriptRun {
 
 /// Plays `script` against a fresh instance of `backend`, seeded with `seed`.
 pub fn run(script: &Script, backend: StackKind, seed: u64) -> ScriptRun {
-    let backend_name = match backend {
-        StackKind::Smoltcp => "smoltcp",
-        StackKind::Lwip => "lwip",
-        StackKind::Linux => "linux",
-    };
+    let backend_name = crate::scenario::stack_name(backend);
     if let Some((_, reason)) = script.not_on.iter().find(|(b, _)| b == backend_name) {
         return ScriptRun {
             name: script.name.clone(),
@@ -1779,13 +1775,8 @@ fn transport_checksum(
     protocol: u8,
     segment: &[u8],
 ) -> u16 {
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&source.octets());
-    pseudo[4..8].copy_from_slice(&destination.octets());
-    pseudo[9] = protocol;
-    pseudo[10..12].copy_from_slice(&(segment.len() as u16).to_be_bytes());
-    let sum = ones_complement_sum(u32::from(ones_complement_sum(0, &pseudo)), segment);
-    !sum
+    let pseudo = pseudo_header_sum(source.into(), destination.into(), protocol, segment.len());
+    !ones_complement_sum(pseudo, segment)
 }
 
 fn is_arp(frame: &[u8]) -> bool {
