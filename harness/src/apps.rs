@@ -215,11 +215,15 @@ impl StreamCheck {
     }
 }
 
+/// Checking compares this many bytes at a time (a whole number of periods), against the
+/// table's first few KiB, which stay in the L1 cache while the received bytes stream past.
+const CHECK_CHUNK: usize = 16 * PATTERN_PERIOD as usize;
+
 /// The number of leading bytes of `data` (the stream at `offset`) that match the pattern.
 fn pattern_matches(data: &[u8], offset: u64) -> usize {
     let table = pattern_table();
     let mut matched = 0;
-    for chunk in data.chunks(PATTERN_CHUNK) {
+    for chunk in data.chunks(CHECK_CHUNK) {
         let start = ((offset + matched as u64) % PATTERN_PERIOD) as usize;
         let expected = &table[start..start + chunk.len()];
         if chunk == expected {
