@@ -316,10 +316,31 @@ struct Host {
     apps: Vec<u32>,
 }
 
+/// Addresses in the cache are kept as [`mac_key`]s: comparing two integers in registers is what
+/// the per-frame path can afford (six-byte arrays were spilled to the stack and reloaded).
 #[derive(Clone, Copy, Default)]
 struct PortCache {
-    learned: Option<(MacAddr, u64)>,
-    looked_up: Option<(MacAddr, u64, Option<u32>)>,
+    learned: Option<(u64, u64)>,
+    looked_up: Option<(u64, u64, Option<u32>)>,
+}
+
+/// The MAC address at `offset` in `frame` as one integer (first byte lowest, so bit 0 is the
+/// group bit).
+fn mac_key(frame: &[u8], offset: usize) -> u64 {
+    let low = u32::from_le_bytes(frame[offset..offset + 4].try_into().expect("four bytes"));
+    let high = u16::from_le_bytes(frame[offset + 4..offset + 6].try_into().expect("two bytes"));
+    u64::from(low) | u64::from(high) << 32
+}
+
+/// The address a [`mac_key`] was made from.
+fn mac_from_key(key: u64) -> MacAddr {
+    let bytes = key.to_le_bytes();
+    MacAddr(bytes[..6].try_into().expect("six bytes"))
+}
+
+/// The group (multicast and broadcast) bit of a [`mac_key`].
+fn is_multicast_key(key: u64) -> bool {
+    key & 1 != 0
 }
 
 struct Segment {
@@ -1054,8 +1075,7 @@ impl World {
         if frame.len() < 14 {
             return;
         }
-        let dst = MacAddr(frame[0..6].try_into().expect("six bytes"));
-        let src = MacAddr(frame[6..12].try_into().expect("six bytes"));
+        let (dst_key, src_key) = (mac_key(frame, 0), mac_key(frame, 6));
         self.trace
             .frame(self.now_us, segment, from_host, frame_id, frame);
         let out_port = match seg.kind {
@@ -1063,24 +1083,26 @@ impl World {
             SegmentKind::PointToPoint => Some(1 - in_port),
             SegmentKind::Switch => {
                 let cache = &mut seg.port_cache[in_port as usize];
-                if !src.is_multicast() && cache.learned != Some((src, seg.mac_table_changes)) {
-                    if seg.mac_table.insert(src, in_port) != Some(in_port) {
+                if !is_multicast_key(src_key)
+                    && cache.learned != Some((src_key, seg.mac_table_changes))
+                {
+                    if seg.mac_table.insert(mac_from_key(src_key), in_port) != Some(in_port) {
                         seg.mac_table_changes += 1;
                     }
-                    cache.learned = Some((src, seg.mac_table_changes));
+                    cache.learned = Some((src_key, seg.mac_table_changes));
                 }
-                if dst.is_multicast() {
+                if is_multicast_key(dst_key) {
                     None
                 } else {
                     match cache.looked_up {
-                        Some((mac, changes, port))
-                            if mac == dst && changes == seg.mac_table_changes =>
+                        Some((key, changes, port))
+                            if key == dst_key && changes == seg.mac_table_changes =>
                         {
                             port
                         }
                         _ => {
-                            let port = seg.mac_table.get(&dst).copied();
-                            cache.looked_up = Some((dst, seg.mac_table_changes, port));
+                            let port = seg.mac_table.get(&mac_from_key(dst_key)).copied();
+                            cache.looked_up = Some((dst_key, seg.mac_table_changes, port));
                             port
                         }
                     }
