@@ -726,7 +726,7 @@ impl World {
             seed: self.config.seed,
             outcome,
             stats: self.stats,
-            apps: self.apps.iter().map(|a| a.report().clone()).collect(),
+            apps: self.apps.iter_mut().map(|a| a.report().clone()).collect(),
             trace: self.trace,
             names,
             captures,

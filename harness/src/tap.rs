@@ -541,7 +541,7 @@ impl ServiceHost {
         );
     }
 
-    pub fn reports(&self) -> impl Iterator<Item = &crate::apps::AppReport> {
-        self.apps.iter().map(|app| app.report())
+    pub fn reports(&mut self) -> impl Iterator<Item = &crate::apps::AppReport> {
+        self.apps.iter_mut().map(|app| app.report())
     }
 }

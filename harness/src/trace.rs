@@ -106,6 +106,9 @@ impl Trace {
         self.hasher.digest()
     }
 
+    /// Records a frame on a segment, when the level keeps frames (the check is inlined, so a
+    /// run that does not keep them pays nothing more per frame).
+    #[inline]
     pub fn frame(
         &mut self,
         time_us: u64,
@@ -114,9 +117,19 @@ impl Trace {
         frame_id: u64,
         bytes: &[u8],
     ) {
-        if self.level < TraceLevel::Frames {
-            return;
+        if self.level >= TraceLevel::Frames {
+            self.record_frame(time_us, segment, from_host, frame_id, bytes);
         }
+    }
+
+    fn record_frame(
+        &mut self,
+        time_us: u64,
+        segment: u32,
+        from_host: u32,
+        frame_id: u64,
+        bytes: &[u8],
+    ) {
         self.hasher.update(&time_us.to_le_bytes());
         self.hasher.update(&[0]);
         self.hasher.update(&segment.to_le_bytes());
@@ -138,10 +151,10 @@ impl Trace {
     }
 
     pub fn record(&mut self, time_us: u64, kind: TraceKind) {
-        self.hasher.update(&time_us.to_le_bytes());
         match &kind {
             // Impairment decisions can come with every frame (a bandwidth-limited link queues
-            // each one), so they get a fixed binary encoding.
+            // each one), so they get a fixed binary encoding, fed to the hasher in one call
+            // (the same bytes, in the same order, as separate calls would give).
             TraceKind::Impairment {
                 host,
                 direction,
@@ -149,18 +162,20 @@ impl Trace {
                 decision,
             } => {
                 let (tag, value) = decision_code(decision);
-                let mut bytes = [0u8; 23];
-                bytes[0] = 2;
-                bytes[1..5].copy_from_slice(&host.to_le_bytes());
-                bytes[5] = *direction as u8;
-                bytes[6..14].copy_from_slice(&frame_id.to_le_bytes());
-                bytes[14] = tag;
-                bytes[15..23].copy_from_slice(&value.to_le_bytes());
+                let mut bytes = [0u8; 31];
+                bytes[0..8].copy_from_slice(&time_us.to_le_bytes());
+                bytes[8] = 2;
+                bytes[9..13].copy_from_slice(&host.to_le_bytes());
+                bytes[13] = *direction as u8;
+                bytes[14..22].copy_from_slice(&frame_id.to_le_bytes());
+                bytes[22] = tag;
+                bytes[23..31].copy_from_slice(&value.to_le_bytes());
                 self.hasher.update(&bytes);
             }
             // A Debug rendering is a stable encoding for these small, rare events: it depends
             // only on the values, never on addresses or the platform.
             _ => {
+                self.hasher.update(&time_us.to_le_bytes());
                 self.hasher.update(&[1]);
                 let _ = write!(HashWriter(&mut self.hasher), "{kind:?}");
             }
