@@ -144,7 +144,7 @@ fn rounds(workload: &str) -> usize {
         | "harness_tcp"
         | "harness_tcp_pcap128"
         | "tcp_100mb_1gbit_1ms"
-        | "bare_tcp_paced_100mb" => 5,
+        | "bare_tcp_paced_100mb" => 9,
         _ => 1,
     }
 }
