@@ -125,6 +125,12 @@ pub fn run(json_out: Option<PathBuf>, quick: bool, filter: Option<String>) -> an
     }
     let ratios = ratios(&figures);
     println!("\nratios and targets:");
+    if quick {
+        println!(
+            "  (--quick runs a sixteenth of each workload: fixed costs, such as a capture's \
+             final sync to disk, weigh more, so ratios read low; targets are for full runs)"
+        );
+    }
     for (name, value) in &ratios {
         println!("  {name:<44} {value}");
     }
