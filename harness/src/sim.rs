@@ -1111,18 +1111,17 @@ impl World {
         };
         self.comment.clear();
         // Notes are kept only for segments whose capture takes comments.
-        let notes = if seg.comments {
-            self.uplink_notes.remove(&frame_id)
-        } else {
-            None
-        };
-        for d in notes.into_iter().flatten() {
-            let _ = write!(
-                self.comment,
-                "{} {}: {d}; ",
-                self.hosts[from_host as usize].name,
-                Direction::ToSegment.name()
-            );
+        if seg.comments {
+            if let Some(notes) = self.uplink_notes.remove(&frame_id) {
+                for d in notes {
+                    let _ = write!(
+                        self.comment,
+                        "{} {}: {d}; ",
+                        self.hosts[from_host as usize].name,
+                        Direction::ToSegment.name()
+                    );
+                }
+            }
         }
         match out_port {
             Some(port) if port != in_port => self.deliver(segment, in_port, port, slot, frame_id),
