@@ -142,15 +142,20 @@ pub fn run(json_out: Option<PathBuf>, quick: bool, filter: Option<String>) -> an
     Ok(())
 }
 
-/// How many times a workload runs. The ratios' workloads run several times: one run of a
-/// third of a second moves by a few per cent from one try to the next.
+/// How many times a workload runs. Those behind a ratio or a target run several times: one
+/// run of a third of a second moves by a few per cent from one try to the next, and one of a
+/// few milliseconds by tens of per cent. The long ones run once.
 fn rounds(workload: &str) -> usize {
     match workload {
         "bare_tcp"
         | "harness_tcp"
         | "harness_tcp_pcap128"
         | "tcp_100mb_1gbit_1ms"
-        | "bare_tcp_paced_100mb" => 9,
+        | "bare_tcp_paced_100mb"
+        | "udp_echo_1000"
+        | "idle_keepalive_1h"
+        | "ping_pairs_100" => 9,
+        "ping_1000_hosts_to_server" | "ping_pairs_1000" => 3,
         _ => 1,
     }
 }
