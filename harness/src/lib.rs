@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod capture;
 pub mod check;
+pub mod child;
 pub mod config;
 pub mod conformance;
 pub mod decode;

@@ -212,23 +212,18 @@ fn check_in_child(scenario: &Scenario, stack: StackKind) -> Result<(), Failed> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
     let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
-        Some(signal) => format!(
-            "the child process running it on {} died of signal {signal} at seed {}; its last words:\n",
+        Some(_) => format!(
+            "the child process running it on {} {} at seed {}; its last words:\n",
             stack_name(stack),
+            harness::child::how_it_ended(output.status),
             scenario.config.seed
         ),
         None => String::new(),
     };
-    // lwIP prints a failed assertion on standard output, just before it aborts.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut tail: Vec<&str> = stderr.lines().rev().take(40).collect();
-    tail.extend(stdout.lines().rev().take(3));
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(format!(
         "{how}{}\nreproduce: cargo xtask scenarios --stack {} --filter {} --seed {}",
-        tail.join("\n"),
+        harness::child::last_words(&output, 40),
         stack_name(stack),
         scenario.name,
         scenario.config.seed

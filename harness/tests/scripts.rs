@@ -253,16 +253,14 @@ fn run_in_child(path: &Path, root: &Path, backend: &str) -> Result<(), Failed> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
-        Some(signal) => format!("the {backend} run died of signal {signal}; its last words:\n"),
+        Some(_) => format!(
+            "the {backend} run {}; its last words:\n",
+            harness::child::how_it_ended(output.status)
+        ),
         None => String::new(),
     };
-    let mut tail: Vec<&str> = stderr.lines().rev().take(60).collect();
-    tail.extend(stdout.lines().rev().take(3));
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!("{how}{}", tail.join("\n")).into())
+    Err(format!("{how}{}", harness::child::last_words(&output, 60)).into())
 }
 
 /// The child side of [`run_in_child`].

@@ -503,16 +503,10 @@ pub(crate) fn run_in_child(
             blessed: report.blessed,
         });
     }
-    // lwIP prints a failed assertion on standard output (printf, then abort), wirelab's
-    // glue and Rust on standard error: the last words are both.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let mut last_lines: Vec<&str> = stderr.lines().rev().take(5).collect();
-    last_lines.extend(stdout.lines().rev().take(3));
-    let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
-        Some(signal) => format!("the process died of signal {signal}"),
-        None => format!("the process exited with {}", output.status),
-    };
+    let how = format!(
+        "the process {}",
+        harness::child::how_it_ended(output.status)
+    );
     Ok(Judged {
         summary: RunSummary {
             name: scenario.name.clone(),
@@ -523,7 +517,7 @@ pub(crate) fn run_in_child(
                 format!(
                     "{how} running on {} at seed {seed}; its last words:\n{}",
                     stack_name(stack),
-                    last_lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    harness::child::last_words(&output, 5)
                 ),
                 reproduce,
             ],

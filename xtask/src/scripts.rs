@@ -191,18 +191,18 @@ fn run_in_child(script: &Script, backend: StackKind, out: &Path) -> anyhow::Resu
             }
         }
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last_words: Vec<&str> = stderr.lines().rev().take(5).collect();
+    // A child that printed no result line is reported with both of its streams: lwIP writes
+    // a failed assertion on standard output, just before it aborts.
     Ok(ScriptResult {
         name: script.name.clone(),
         backend: stack_name(backend).to_string(),
         verdict: "unexpected".into(),
         requirement: None,
         message: Some(format!(
-            "the {} run died ({}, seed {SCRIPT_SEED}): {}",
+            "the {} run {} (seed {SCRIPT_SEED}); its last words: {}",
             stack_name(backend),
-            output.status,
-            last_words.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            harness::child::how_it_ended(output.status),
+            harness::child::last_words(&output, 5).replace('\n', " | ")
         )),
     })
 }

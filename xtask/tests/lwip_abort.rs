@@ -52,3 +52,39 @@ fn an_lwip_assertion_fails_only_its_own_run() {
         "{stdout}"
     );
 }
+
+/// The same for a conformance script: the run that aborted is reported with lwIP's own
+/// message (printed on standard output, just before the abort), and the command fails.
+#[test]
+fn an_lwip_assertion_in_a_script_is_reported_with_lwips_message() {
+    if let Err(missing) = stack::lwip::available() {
+        harness::skip_test(&missing.to_string());
+        return;
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort-script");
+    // The scripted peer's stack is the host `under-test`; the hook reaches the child process
+    // through the environment it inherits.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "scenarios",
+            "--stack",
+            "lwip",
+            "--filter",
+            "tcp/passive_open",
+            "--out",
+        ])
+        .arg(&out)
+        .env(stack::lwip::TEST_ASSERT_ENV, "under-test")
+        .output()
+        .expect("xtask runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for needle in [
+        "FAILED  script tcp/passive_open@lwip",
+        "the lwip run died of signal 6 (seed 1)",
+        r#"Assertion "don't call tcp_recved for listen-pcbs" failed"#,
+        "1 unexpected",
+    ] {
+        assert!(stdout.contains(needle), "{needle} not in {stdout}");
+    }
+}
