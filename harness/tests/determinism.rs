@@ -77,9 +77,9 @@ fn another_seed_changes_what_is_random() {
     assert_eq!(hash(2), hash(2));
 }
 
-// Byte-for-byte comparison with the goldens, which is how a difference between build
-// profiles shows (`cargo test` builds in debug, `cargo xtask scenarios` in its own profile),
-// lives in tests/scenarios.rs.
+// Byte-for-byte comparison with the goldens lives in tests/scenarios.rs (debug build, with
+// debug assertions and overflow checks). A difference between build profiles shows there
+// against `.ci/run`'s second pass of `cargo xtask scenarios` from the release build.
 
 fn impairments() -> impl Strategy<Value = Impairments> {
     (
