@@ -17,7 +17,7 @@ use harness::library::{host_ip, switch_of, tcp_transfer_apps, two_hosts};
 use harness::sim::{RunOptions, RunReport, World};
 use serde_json::{json, Value};
 use stack::smoltcp::SmoltcpStack;
-use stack::{FrameQueue, MacAddr, SocketError, Stack, StackConfig};
+use stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig};
 
 const GIB: u64 = 1 << 30;
 /// ns-3.37 on this kind of machine (DESIGN.md): 100 MB TCP over 1 Gbit/s, 1 ms, and 1000 UDP
@@ -311,73 +311,125 @@ fn gbit_per_s(bytes: u64, wall_s: f64) -> f64 {
     bytes as f64 * 8.0 / wall_s / 1e9
 }
 
+/// The two stacks of a bare loop with one connection between them, and the application work
+/// both bare loops do: the client writes zeros 64 KiB at a time, the server reads in place
+/// without looking at the bytes, as the harness's applications read.
+struct BarePair {
+    client: SmoltcpStack,
+    server: SmoltcpStack,
+    listener: SocketId,
+    conn: SocketId,
+    accepted: Option<SocketId>,
+    chunk: Vec<u8>,
+    bytes: u64,
+    sent: u64,
+    received: u64,
+}
+
+impl BarePair {
+    fn new(
+        bytes: u64,
+        buffer_bytes: usize,
+        congestion_control: stack::CongestionControl,
+    ) -> anyhow::Result<BarePair> {
+        let config = |name: &str, index: u32, ip: [u8; 4]| {
+            let mut c = StackConfig::new(name, MacAddr::local_from_index(index), index as u64);
+            c.ipv4 = Some((ip.into(), 24));
+            c.tcp_rx_buffer_bytes = buffer_bytes;
+            c.tcp_tx_buffer_bytes = buffer_bytes;
+            c.congestion_control = congestion_control;
+            c
+        };
+        let mut client = SmoltcpStack::new(config("client", 1, [10, 0, 0, 1]));
+        let mut server = SmoltcpStack::new(config("server", 2, [10, 0, 0, 2]));
+        let listener = server.tcp_listen(5001, 1)?;
+        let conn = client.tcp_connect(SocketAddr::new(IpAddr::from([10, 0, 0, 2]), 5001))?;
+        Ok(BarePair {
+            client,
+            server,
+            listener,
+            conn,
+            accepted: None,
+            chunk: vec![0u8; 64 * 1024],
+            bytes,
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.received >= self.bytes
+    }
+
+    /// The client writes what fits.
+    fn client_writes(&mut self) {
+        while self.sent < self.bytes {
+            let n = (self.bytes - self.sent).min(self.chunk.len() as u64) as usize;
+            match self.client.tcp_send(self.conn, &self.chunk[..n]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => self.sent += k as u64,
+            }
+        }
+    }
+
+    /// The server accepts the connection once, then reads everything there is.
+    fn server_reads(&mut self) -> anyhow::Result<()> {
+        if self.accepted.is_none() {
+            self.accepted = self.server.tcp_accept(self.listener)?;
+        }
+        let Some(s) = self.accepted else {
+            return Ok(());
+        };
+        loop {
+            match self.server.tcp_recv_with(s, usize::MAX, &mut |_| {}) {
+                Ok(0) | Err(SocketError::Finished) => return Ok(()),
+                Ok(n) => self.received += n as u64,
+                Err(e) => bail!("bare loop receive: {e}"),
+            }
+        }
+    }
+
+    /// With nothing in flight: the time of the earlier stack deadline.
+    fn next_deadline(&mut self, now_us: u64) -> u64 {
+        let next = [self.client.poll_at(now_us), self.server.poll_at(now_us)]
+            .into_iter()
+            .flatten()
+            .min();
+        next.unwrap_or(now_us + 1000).max(now_us + 1)
+    }
+}
+
 /// Two smoltcp stacks shuttling frames to each other in a plain loop: the ceiling the harness
 /// is measured against. Same stack code, same buffers, same application chunking.
 fn bare_tcp(bytes: u64) -> anyhow::Result<Value> {
-    let config = |name: &str, index: u32, ip: [u8; 4]| {
-        let mut c = StackConfig::new(name, MacAddr::local_from_index(index), index as u64);
-        c.ipv4 = Some((ip.into(), 24));
-        c.tcp_rx_buffer_bytes = 256 * 1024;
-        c.tcp_tx_buffer_bytes = 256 * 1024;
-        c
-    };
-    let mut client = SmoltcpStack::new(config("client", 1, [10, 0, 0, 1]));
-    let mut server = SmoltcpStack::new(config("server", 2, [10, 0, 0, 2]));
-    let listener = server.tcp_listen(5001, 1)?;
-    let conn = client.tcp_connect(SocketAddr::new(IpAddr::from([10, 0, 0, 2]), 5001))?;
-    let mut accepted = None;
+    let mut pair = BarePair::new(bytes, 256 * 1024, stack::CongestionControl::None)?;
     let mut to_server = FrameQueue::new();
     let mut to_client = FrameQueue::new();
-    let chunk = vec![0u8; 64 * 1024];
     let mut spare = Vec::new();
-    let mut sent = 0u64;
-    let mut received = 0u64;
     let mut frames = 0u64;
     let mut now_us = 0u64;
     let start = Instant::now();
-    while received < bytes {
+    while !pair.done() {
         to_server.clear();
-        client.poll(now_us, &mut to_server);
-        while sent < bytes {
-            let n = (bytes - sent).min(chunk.len() as u64) as usize;
-            match client.tcp_send(conn, &chunk[..n]) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => sent += k as u64,
-            }
-        }
-        client.poll(now_us, &mut to_server);
+        pair.client.poll(now_us, &mut to_server);
+        pair.client_writes();
+        pair.client.poll(now_us, &mut to_server);
         frames += (to_server.len() + to_client.len()) as u64;
         // Frames change hands without a copy, as in the harness.
         for index in 0..to_server.len() {
             to_server.swap_frame(index, &mut spare);
-            server.receive_buffer(&mut spare);
+            pair.server.receive_buffer(&mut spare);
         }
         to_client.clear();
-        server.poll(now_us, &mut to_client);
-        if accepted.is_none() {
-            accepted = server.tcp_accept(listener)?;
-        }
-        if let Some(s) = accepted {
-            // Read in place, as the harness's applications do, without looking at the bytes.
-            loop {
-                match server.tcp_recv_with(s, usize::MAX, &mut |_| {}) {
-                    Ok(0) | Err(SocketError::Finished) => break,
-                    Ok(n) => received += n as u64,
-                    Err(e) => bail!("bare loop receive: {e}"),
-                }
-            }
-        }
-        server.poll(now_us, &mut to_client);
+        pair.server.poll(now_us, &mut to_client);
+        pair.server_reads()?;
+        pair.server.poll(now_us, &mut to_client);
         for index in 0..to_client.len() {
             to_client.swap_frame(index, &mut spare);
-            client.receive_buffer(&mut spare);
+            pair.client.receive_buffer(&mut spare);
         }
         if to_server.is_empty() && to_client.is_empty() {
-            let next = [client.poll_at(now_us), server.poll_at(now_us)]
-                .into_iter()
-                .flatten()
-                .min();
-            now_us = next.unwrap_or(now_us + 1000).max(now_us + 1);
+            now_us = pair.next_deadline(now_us);
         }
     }
     let wall_s = start.elapsed().as_secs_f64();
@@ -395,30 +447,17 @@ fn bare_tcp(bytes: u64) -> anyhow::Result<Value> {
 /// what smoltcp itself costs for that workload, the floor under the harness's wall time.
 fn bare_tcp_paced(bytes: u64) -> anyhow::Result<Value> {
     use std::collections::VecDeque;
-    let config = |name: &str, index: u32, ip: [u8; 4]| {
-        let mut c = StackConfig::new(name, MacAddr::local_from_index(index), index as u64);
-        c.ipv4 = Some((ip.into(), 24));
-        c.tcp_rx_buffer_bytes = 1 << 20;
-        c.tcp_tx_buffer_bytes = 1 << 20;
-        c.congestion_control = stack::CongestionControl::Reno;
-        c
-    };
-    let mut client = SmoltcpStack::new(config("client", 1, [10, 0, 0, 1]));
-    let mut server = SmoltcpStack::new(config("server", 2, [10, 0, 0, 2]));
-    let listener = server.tcp_listen(5001, 1)?;
-    let conn = client.tcp_connect(SocketAddr::new(IpAddr::from([10, 0, 0, 2]), 5001))?;
-    let mut accepted = None;
-    let chunk = vec![0u8; 64 * 1024];
+    let mut pair = BarePair::new(bytes, 1 << 20, stack::CongestionControl::Reno)?;
     let mut egress = FrameQueue::new();
     // Frames in flight, in the order they were sent: true for those going to the server.
     let mut in_flight: VecDeque<(bool, Vec<u8>)> = VecDeque::new();
     let mut spares: Vec<Vec<u8>> = Vec::new();
-    let (mut sent, mut received, mut frames, mut polls) = (0u64, 0u64, 0u64, 0u64);
+    let (mut frames, mut polls) = (0u64, 0u64);
     let mut now_us = 0u64;
     // Both hosts act once at the start, and again whenever nothing is in flight (a timer).
     let mut wake_both = true;
     let start = Instant::now();
-    while received < bytes {
+    while !pair.done() {
         let arrival = if wake_both {
             None
         } else {
@@ -426,63 +465,45 @@ fn bare_tcp_paced(bytes: u64) -> anyhow::Result<Value> {
         };
         let to_server = arrival.as_ref().map(|(to_server, _)| *to_server);
         if let Some((to_server, mut frame)) = arrival {
-            let host = if to_server { &mut server } else { &mut client };
+            let host = if to_server {
+                &mut pair.server
+            } else {
+                &mut pair.client
+            };
             host.receive_buffer(&mut frame);
             spares.push(frame);
             frames += 1;
             // A 1500-byte frame takes 12 us at 1 Gbit/s.
             now_us += 12;
         }
-        if wake_both || to_server == Some(false) {
-            // The client: poll, write what fits, poll.
-            client.poll(now_us, &mut egress);
-            while sent < bytes {
-                let n = (bytes - sent).min(chunk.len() as u64) as usize;
-                match client.tcp_send(conn, &chunk[..n]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => sent += k as u64,
-                }
+        for (host_is_server, wakes) in [
+            (false, wake_both || to_server == Some(false)),
+            (true, wake_both || to_server == Some(true)),
+        ] {
+            if !wakes {
+                continue;
             }
-            client.poll(now_us, &mut egress);
+            // The host: poll, its application, poll.
+            if host_is_server {
+                pair.server.poll(now_us, &mut egress);
+                pair.server_reads()?;
+                pair.server.poll(now_us, &mut egress);
+            } else {
+                pair.client.poll(now_us, &mut egress);
+                pair.client_writes();
+                pair.client.poll(now_us, &mut egress);
+            }
             polls += 2;
             for index in 0..egress.len() {
                 let mut buffer = spares.pop().unwrap_or_default();
                 egress.swap_frame(index, &mut buffer);
-                in_flight.push_back((true, buffer));
-            }
-            egress.clear();
-        }
-        if wake_both || to_server == Some(true) {
-            // The server: poll, read everything, poll.
-            server.poll(now_us, &mut egress);
-            if accepted.is_none() {
-                accepted = server.tcp_accept(listener)?;
-            }
-            if let Some(s) = accepted {
-                loop {
-                    match server.tcp_recv_with(s, usize::MAX, &mut |_| {}) {
-                        Ok(0) | Err(SocketError::Finished) => break,
-                        Ok(n) => received += n as u64,
-                        Err(e) => bail!("paced bare loop receive: {e}"),
-                    }
-                }
-            }
-            server.poll(now_us, &mut egress);
-            polls += 2;
-            for index in 0..egress.len() {
-                let mut buffer = spares.pop().unwrap_or_default();
-                egress.swap_frame(index, &mut buffer);
-                in_flight.push_back((false, buffer));
+                in_flight.push_back((!host_is_server, buffer));
             }
             egress.clear();
         }
         wake_both = in_flight.is_empty();
         if wake_both {
-            let next = [client.poll_at(now_us), server.poll_at(now_us)]
-                .into_iter()
-                .flatten()
-                .min();
-            now_us = next.unwrap_or(now_us + 1000).max(now_us + 1);
+            now_us = pair.next_deadline(now_us);
         }
     }
     let wall_s = start.elapsed().as_secs_f64();
