@@ -883,6 +883,36 @@ mod tests {
         assert_eq!(check_segs(&v6), vec![]);
     }
 
+    /// A 4-tuple used again once its connection has ended (both FINs, or a RST) is a new
+    /// connection with a new ISN, judged on its own; before the end, a new ISN is an error.
+    #[test]
+    fn a_four_tuple_reused_after_its_connection_ended_is_a_new_connection() {
+        let closed = with(
+            plain_handshake(),
+            [
+                Seg::client(1001).ack(5001).fin(),
+                Seg::server(5001).ack(1002).fin(),
+                Seg::client(1002).ack(5002),
+            ],
+        );
+        let again = handshake(CLIENT_ISN + 90_000, SERVER_ISN + 7, None, None, 4096);
+        let second = [Seg::client(CLIENT_ISN + 90_001)
+            .ack(SERVER_ISN + 8)
+            .data(b"again")];
+        assert_eq!(
+            check_segs(&with(with(closed, again.clone()), second.clone())),
+            vec![]
+        );
+        let reset = with(plain_handshake(), [Seg::client(1001).ack(5001).rst()]);
+        assert_eq!(
+            check_segs(&with(with(reset, again.clone()), second.clone())),
+            vec![]
+        );
+        // Still open: the same SYN is a retransmission whose sequence number changed.
+        let open = with(plain_handshake(), again);
+        assert_eq!(rules(&check_segs(&open))[0].1, "tcp-retransmission-differs");
+    }
+
     #[test]
     fn a_bad_checksum_is_reported_unless_the_uplink_corrupted_the_frame() {
         let good = Seg::client(1).data(b"abcd").syn().bytes();
