@@ -166,11 +166,11 @@ pub struct HostConfig {
     pub link: LinkConfig,
 }
 
-fn default_ip_mtu_bytes() -> u32 {
+pub(crate) fn default_ip_mtu_bytes() -> u32 {
     1500
 }
 
-fn default_tcp_buffer_bytes() -> u32 {
+pub(crate) fn default_tcp_buffer_bytes() -> u32 {
     64 * 1024
 }
 

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::apps::AppConfig;
 use crate::check::{check, Checked};
 use crate::config::{
-    closest, did_you_mean, CaptureConfig, Cidr, HostConfig, KeyPath, PathPart, ScheduledEvent,
+    closest, default_ip_mtu_bytes, default_tcp_buffer_bytes, did_you_mean, CaptureConfig, Cidr,
+    CongestionControlConfig, HostConfig, KeyPath, LinkConfig, PathPart, ScheduledEvent,
     SegmentConfig, StackKind, TraceLevel, WorldConfig,
 };
 use crate::sim::{RunError, RunOptions};
@@ -92,7 +93,8 @@ pub struct KnownFailure {
 }
 
 /// `count` hosts named `<prefix>1` ... `<prefix><count>`, addressed upwards from the first
-/// addresses given.
+/// addresses given, each with the group's settings. The settings are those of `[[hosts]]`,
+/// under the same keys and with the same defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostGroup {
@@ -104,7 +106,36 @@ pub struct HostGroup {
     pub first_ipv4: Option<Cidr>,
     #[serde(default)]
     pub first_ipv6: Option<Cidr>,
+    #[serde(default)]
+    pub stack: StackKind,
+    #[serde(default)]
+    pub ipv4_gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6_gateway: Option<Ipv6Addr>,
+    #[serde(default = "default_ip_mtu_bytes")]
+    pub ip_mtu_bytes: u32,
+    #[serde(default)]
+    pub congestion_control: CongestionControlConfig,
+    #[serde(default = "default_tcp_buffer_bytes")]
+    pub tcp_buffer_bytes: u32,
+    /// Impairments between each host of the group and the segment, alike for all of them;
+    /// each host's link draws from its own random stream.
+    #[serde(default)]
+    pub link: LinkConfig,
 }
+
+/// Keys a host from a group takes from its group under the same name: an error about one of
+/// them points at the group's key.
+const GROUP_HOST_KEYS: &[&str] = &[
+    "stack",
+    "segment",
+    "ipv4_gateway",
+    "ipv6_gateway",
+    "ip_mtu_bytes",
+    "congestion_control",
+    "tcp_buffer_bytes",
+    "link",
+];
 
 /// At least one of the three bounds is given; all given must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -767,6 +798,13 @@ pub fn parse(
         }
         for n in 0..group.count {
             let mut host = HostConfig::new(format!("{}{}", group.prefix, n + 1), &group.segment);
+            host.stack = group.stack;
+            host.ipv4_gateway = group.ipv4_gateway;
+            host.ipv6_gateway = group.ipv6_gateway;
+            host.ip_mtu_bytes = group.ip_mtu_bytes;
+            host.congestion_control = group.congestion_control;
+            host.tcp_buffer_bytes = group.tcp_buffer_bytes;
+            host.link = group.link.clone();
             host.ipv4 = match group.first_ipv4 {
                 Some(first) => Some(offset_cidr(first, n).ok_or_else(|| {
                     at(
@@ -796,12 +834,24 @@ pub fn parse(
         }
     }
     config.validate_located().map_err(|(path, error)| {
-        // Errors about expanded hosts point at the table the host came from.
+        // Errors about expanded hosts point at the table the host came from, and at the key
+        // there when the group has it.
         let path = match path.0.as_slice() {
             [PathPart::Key(k), PathPart::Index(i), rest @ ..] if k == "hosts" => {
                 let origin = host_origin[*i].clone();
+                let group_key = match rest.first() {
+                    Some(PathPart::Key(key)) if GROUP_HOST_KEYS.contains(&key.as_str()) => {
+                        Some(rest.to_vec())
+                    }
+                    Some(PathPart::Key(key)) if key == "ipv4" || key == "ipv6" => {
+                        Some(vec![PathPart::Key(format!("first_{key}"))])
+                    }
+                    _ => None,
+                };
                 if *i < parsed.hosts.len() {
                     KeyPath(origin.0.into_iter().chain(rest.iter().cloned()).collect())
+                } else if let Some(key) = group_key {
+                    KeyPath(origin.0.into_iter().chain(key).collect())
                 } else {
                     origin
                 }
@@ -1500,5 +1550,44 @@ equals = 4
             Some("10.0.2.0".to_string())
         );
         assert_eq!(s.apps.len(), 4);
+    }
+
+    #[test]
+    fn a_host_group_gives_its_settings_to_every_host_and_errors_point_at_its_keys() {
+        let group = "[[host_groups]]\nprefix = \"h\"\ncount = 2\nsegment = \"lan\"\n\
+                     first_ipv4 = \"10.0.1.1/16\"\nip_mtu_bytes = 576\n\
+                     congestion_control = \"reno\"\ntcp_buffer_bytes = 4096\n\
+                     ipv4_gateway = \"10.0.0.254\"\n\
+                     link.to_segment.loss = { model = \"independent\", probability = 0.01 }\n\n\
+                     [[apps]]";
+        let text = GOOD.replacen("[[apps]]", group, 1);
+        let s = parse(&text, Path::new("s.toml"), None).expect("valid");
+        for host in &s.config.hosts[2..] {
+            assert_eq!(host.ip_mtu_bytes, 576);
+            assert_eq!(host.congestion_control, CongestionControlConfig::Reno);
+            assert_eq!(host.tcp_buffer_bytes, 4096);
+            assert_eq!(host.ipv4_gateway, Some("10.0.0.254".parse().unwrap()));
+            assert_eq!(
+                host.link.to_segment.loss,
+                crate::config::LossModel::Independent { probability: 0.01 }
+            );
+            assert!(host.link.from_segment.is_transparent());
+        }
+        // The hosts of [[hosts]] keep their own defaults.
+        assert_eq!(s.config.hosts[0].ip_mtu_bytes, 1500);
+
+        // An MTU the group gives its hosts is reported at the group's value.
+        let e = err(&text.replace("ip_mtu_bytes = 576", "ip_mtu_bytes = 60"));
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("ip_mtu_bytes"))
+            .expect("the key is there")
+            + 1;
+        assert_eq!(
+            (e.line, e.column),
+            (line, "ip_mtu_bytes = ".len() + 1),
+            "{e}"
+        );
+        assert!(e.to_string().contains("ip_mtu_bytes"), "{e}");
     }
 }
