@@ -414,6 +414,11 @@ fn hash_received(
 }
 
 impl AppReport {
+    /// The count called `name`; 0 when the application never counted it.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
     fn count(&mut self, name: &'static str, by: u64) {
         *self.counters.entry(name).or_insert(0) += by;
     }
@@ -435,6 +440,16 @@ pub trait App {
     /// What the application observed so far. Byte counts that change with every read and
     /// write are kept in plain fields while the run goes and enter the report's counters here.
     fn report(&mut self) -> &AppReport;
+}
+
+/// What a TCP client reads before it finishes: its own bytes echoed back when it expects an
+/// echo, then `expect_bytes` more.
+pub fn bytes_expected_in(send_bytes: u64, expect_echo: bool, expect_bytes: u64) -> u64 {
+    if expect_echo {
+        send_bytes + expect_bytes
+    } else {
+        expect_bytes
+    }
 }
 
 /// Builds the running application for `config` on host `host_name`. `ident` is a value unique
@@ -529,11 +544,7 @@ pub fn build(config: &AppConfig, ident: u16) -> Box<dyn App> {
             target,
             start_us,
             send_bytes,
-            expect_in: if expect_echo {
-                send_bytes + expect_bytes
-            } else {
-                expect_bytes
-            },
+            expect_in: bytes_expected_in(send_bytes, expect_echo, expect_bytes),
             keepalive_us,
             hold_until_us: hold_until_us.unwrap_or(0),
             finish,

@@ -425,7 +425,7 @@ fn judge(
     match expectation {
         Expectation::Counter { counter, .. } => {
             let Some(app) = app else { return no_app() };
-            let value = app.counters.get(counter.as_str()).copied().unwrap_or(0);
+            let value = app.counter(counter);
             (bounds.holds(value), value.to_string())
         }
         Expectation::State { state, by_us, .. } => {

@@ -1,10 +1,35 @@
 //! Child processes that run one stack each, so that a stack which aborts (an lwIP assertion) ends only its own run: how such a process ended, and its last words.
 
-use std::process::{ExitStatus, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 /// Lines of standard output kept in [`last_words`]: lwIP prints a failed assertion there, just
 /// before it aborts.
 const STDOUT_LINES: usize = 3;
+
+/// Runs this executable again with `key=value` in its environment, no standard input and no
+/// backtraces (the child's own report says more), and waits for it. The child finds `key`
+/// set, does one run and ends with [`exit_with`].
+pub fn rerun_self(key: &str, value: &str) -> Result<Output, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+    Command::new(exe)
+        .env(key, value)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("starting a child process: {e}"))
+}
+
+/// The end of a child started by [`rerun_self`]: exit status 0 for `Ok`, or the message on
+/// standard error and exit status 1.
+pub fn exit_with(result: Result<(), String>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1)
+        }
+    }
+}
 
 /// How a child process ended: `died of signal 6`, or `exited with exit status: 1`.
 pub fn how_it_ended(status: ExitStatus) -> String {

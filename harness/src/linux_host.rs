@@ -23,8 +23,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use stack::{
-    CongestionControl, EchoReply, FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig,
-    TcpEnd, TcpState,
+    CongestionControl, EchoReply, FrameQueue, MacAddr, SocketError, SocketId, SocketTable, Stack,
+    StackConfig, TcpEnd, TcpState,
 };
 
 use crate::config::WorldConfig;
@@ -330,7 +330,7 @@ pub struct LinuxStack {
     config: StackConfig,
     /// Sockets are created IPv6 (taking IPv4 too) when the host has an IPv6 address.
     v6_sockets: bool,
-    entries: Vec<Option<Entry>>,
+    entries: SocketTable<Entry>,
     buf: Vec<u8>,
     received: bool,
     tap: TapDevice,
@@ -367,7 +367,7 @@ impl LinuxStack {
         Ok(LinuxStack {
             v6_sockets: ipv6,
             config,
-            entries: Vec::new(),
+            entries: SocketTable::new(),
             buf: vec![0; 65_536],
             received: false,
             tap,
@@ -454,20 +454,8 @@ impl LinuxStack {
         }
     }
 
-    fn insert(&mut self, entry: Entry) -> SocketId {
-        self.entries.push(Some(entry));
-        SocketId(self.entries.len() as u32 - 1)
-    }
-
-    fn entry(&self, socket: SocketId) -> Result<&Entry, SocketError> {
-        self.entries
-            .get(socket.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(SocketError::UnknownSocket(socket))
-    }
-
     fn tcp(&self, socket: SocketId) -> Result<&TcpConn, SocketError> {
-        match self.entry(socket)? {
+        match self.entries.get(socket)? {
             Entry::Tcp(conn) => Ok(conn),
             other => Err(SocketError::WrongKind(socket, other.kind(), "TCP")),
         }
@@ -483,7 +471,7 @@ impl LinuxStack {
     }
 
     fn udp_fd(&self, socket: SocketId) -> Result<RawFd, SocketError> {
-        match self.entry(socket)? {
+        match self.entries.get(socket)? {
             Entry::Udp(fd) => Ok(fd.as_raw_fd()),
             other => Err(SocketError::WrongKind(socket, other.kind(), "UDP")),
         }
@@ -601,11 +589,11 @@ impl Stack for LinuxStack {
         if unsafe { libc::listen(fd.as_raw_fd(), backlog) } != 0 {
             return Err(SocketError::Unsupported("the kernel refused to listen"));
         }
-        Ok(self.insert(Entry::Listener(fd)))
+        Ok(self.entries.insert(Entry::Listener(fd)))
     }
 
     fn tcp_accept(&mut self, listener: SocketId) -> Result<Option<SocketId>, SocketError> {
-        let fd = match self.entry(listener)? {
+        let fd = match self.entries.get(listener)? {
             Entry::Listener(fd) => fd.as_raw_fd(),
             other => {
                 return Err(SocketError::WrongKind(
@@ -629,7 +617,7 @@ impl Stack for LinuxStack {
         }
         // SAFETY: a descriptor accept4 just gave us.
         let conn = unsafe { OwnedFd::from_raw_fd(conn) };
-        Ok(Some(self.insert(Entry::Tcp(TcpConn::new(conn)))))
+        Ok(Some(self.entries.insert(Entry::Tcp(TcpConn::new(conn)))))
     }
 
     fn tcp_connect(&mut self, remote: SocketAddr) -> Result<SocketId, SocketError> {
@@ -655,7 +643,7 @@ impl Stack for LinuxStack {
                 _ => return Err(SocketError::Unsupported("the kernel refused the connect")),
             }
         }
-        Ok(self.insert(Entry::Tcp(TcpConn::new(fd))))
+        Ok(self.entries.insert(Entry::Tcp(TcpConn::new(fd))))
     }
 
     fn tcp_send(&mut self, socket: SocketId, data: &[u8]) -> Result<usize, SocketError> {
@@ -728,7 +716,7 @@ impl Stack for LinuxStack {
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError> {
         let fd = self.tcp_fd(socket)?;
         let before = self.tcp(socket)?.state();
-        if let Some(Some(Entry::Tcp(conn))) = self.entries.get_mut(socket.0 as usize) {
+        if let Ok(Entry::Tcp(conn)) = self.entries.get_mut(socket) {
             conn.active_close |= matches!(
                 before,
                 TcpState::Established | TcpState::SynSent | TcpState::SynReceived
@@ -742,7 +730,7 @@ impl Stack for LinuxStack {
     }
 
     fn tcp_abort(&mut self, socket: SocketId) -> Result<(), SocketError> {
-        let Some(Some(Entry::Tcp(conn))) = self.entries.get_mut(socket.0 as usize) else {
+        let Ok(Entry::Tcp(conn)) = self.entries.get_mut(socket) else {
             return Err(SocketError::UnknownSocket(socket));
         };
         if let Some(fd) = conn.fd.take() {
@@ -767,7 +755,7 @@ impl Stack for LinuxStack {
     }
 
     fn tcp_state(&self, socket: SocketId) -> Result<TcpState, SocketError> {
-        match self.entry(socket)? {
+        match self.entries.get(socket)? {
             Entry::Tcp(conn) => Ok(conn.state()),
             Entry::Listener(_) => Ok(TcpState::Listen),
             other => Err(SocketError::WrongKind(socket, other.kind(), "TCP")),
@@ -840,7 +828,7 @@ impl Stack for LinuxStack {
     fn udp_bind(&mut self, port: u16) -> Result<SocketId, SocketError> {
         let (fd, v6) = self.ip_socket(libc::SOCK_DGRAM, 0)?;
         match Self::bind(fd.as_raw_fd(), Self::unspecified(v6, port), v6) {
-            Ok(()) => Ok(self.insert(Entry::Udp(fd))),
+            Ok(()) => Ok(self.entries.insert(Entry::Udp(fd))),
             Err(libc::EADDRINUSE) if port == 0 => Err(SocketError::NoFreePort),
             Err(libc::EADDRINUSE) => Err(SocketError::AddressInUse(port)),
             Err(_) => Err(SocketError::Unsupported("the kernel refused the bind")),
@@ -924,7 +912,7 @@ impl Stack for LinuxStack {
             Some(_) => Some(open(true)?),
             None => None,
         };
-        Ok(self.insert(Entry::Icmp { v4, v6 }))
+        Ok(self.entries.insert(Entry::Icmp { v4, v6 }))
     }
 
     fn icmp_echo_send(
@@ -934,7 +922,7 @@ impl Stack for LinuxStack {
         seq: u16,
         payload: &[u8],
     ) -> Result<(), SocketError> {
-        let (fd, echo_request) = match (self.entry(socket)?, dest) {
+        let (fd, echo_request) = match (self.entries.get(socket)?, dest) {
             (Entry::Icmp { v4: Some(fd), .. }, IpAddr::V4(_)) => (fd.as_raw_fd(), 8u8),
             (Entry::Icmp { v6: Some(fd), .. }, IpAddr::V6(_)) => (fd.as_raw_fd(), 128u8),
             (Entry::Icmp { .. }, _) => return Err(SocketError::Unaddressable(dest)),
@@ -957,7 +945,7 @@ impl Stack for LinuxStack {
     }
 
     fn icmp_echo_recv(&mut self, socket: SocketId) -> Result<Option<EchoReply>, SocketError> {
-        let fds: Vec<(RawFd, u8)> = match self.entry(socket)? {
+        let fds: Vec<(RawFd, u8)> = match self.entries.get(socket)? {
             Entry::Icmp { v4, v6 } => v4
                 .iter()
                 .map(|fd| (fd.as_raw_fd(), 0u8))
@@ -993,10 +981,6 @@ impl Stack for LinuxStack {
 
     fn close(&mut self, socket: SocketId) -> Result<(), SocketError> {
         // Closing the descriptor closes a TCP connection gracefully, as the kernel does.
-        self.entries
-            .get_mut(socket.0 as usize)
-            .and_then(Option::take)
-            .map(drop)
-            .ok_or(SocketError::UnknownSocket(socket))
+        self.entries.remove(socket).map(drop)
     }
 }

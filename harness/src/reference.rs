@@ -881,11 +881,11 @@ pub fn run_reference(scenario: &Scenario) -> Result<ReferenceRun, String> {
                                 target,
                                 start_us,
                                 send_bytes,
-                                expect_in: if expect_echo {
-                                    send_bytes + expect_bytes
-                                } else {
-                                    expect_bytes
-                                },
+                                expect_in: crate::apps::bytes_expected_in(
+                                    send_bytes,
+                                    expect_echo,
+                                    expect_bytes,
+                                ),
                                 hold_until_us: hold_until_us.unwrap_or(0),
                                 finish,
                                 timeout_us,

@@ -58,6 +58,11 @@ fn run(command: &mut Command) -> Result<Output, TapError> {
         what: format!("starting {shown}"),
         source,
     })?;
+    succeeded(output, shown)
+}
+
+/// `output` when its command succeeded; otherwise the command, `shown`, and what it said.
+fn succeeded(output: Output, shown: String) -> Result<Output, TapError> {
     if !output.status.success() {
         return Err(TapError::Command {
             command: shown,
@@ -144,13 +149,7 @@ impl Namespace {
             what: format!("waiting for {shown}"),
             source,
         })?;
-        if !output.status.success() {
-            return Err(TapError::Command {
-                command: shown,
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
+        succeeded(output, shown).map(drop)
     }
 
     /// Runs `work` on a short-lived thread that has entered the namespace, and returns what

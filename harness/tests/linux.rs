@@ -3,12 +3,14 @@
 //! Every test needs root and /dev/net/tun; without them each prints one `skipped:` line and
 //! passes, unless `WIRELAB_NO_SKIP` is set (as CI sets it).
 
+mod common;
+
 use std::sync::Mutex;
 
 use harness::apps::AppConfig;
-use harness::config::{SegmentKind, StackKind, WorldConfig};
-use harness::library::{switch_of, tcp_transfer_apps, two_hosts};
-use harness::sim::{run, Outcome, RunError, RunOptions, RunReport, World};
+use harness::config::{StackKind, WorldConfig};
+use harness::library::{switch_of, tcp_transfer_apps};
+use harness::sim::{run, RunError, RunOptions, RunReport, World};
 use harness::tap::leftover_namespaces;
 
 /// The tests of this file run one at a time, so that each can check that it left no
@@ -34,68 +36,20 @@ fn mine() -> Vec<String> {
         .collect()
 }
 
-fn counter(report: &RunReport, app: usize, name: &str) -> u64 {
-    report.apps[app].counters.get(name).copied().unwrap_or(0)
-}
-
+/// The two hosts, with a time limit that real time can meet.
 fn pair(seed: u64, client: StackKind, server: StackKind) -> WorldConfig {
-    let mut config = two_hosts(seed, SegmentKind::Switch);
-    config.hosts[0].stack = client;
-    config.hosts[1].stack = server;
+    let mut config = common::pair(seed, client, server);
     config.time_limit_us = 20_000_000;
     config
 }
 
 fn assert_clean(report: &RunReport, what: &str) {
-    assert_eq!(report.outcome, Outcome::Completed, "{what}");
     assert!(
         report.real_time,
         "{what}: a run with a linux host is real-time"
     );
-    for app in &report.apps {
-        assert!(
-            app.errors.is_empty(),
-            "{what}: {} on {}: {:?}",
-            app.kind,
-            app.host,
-            app.errors
-        );
-    }
-    // The kernel's frames pass the same trace oracles (checksums, MACs, TCP sanity).
-    let macs: Vec<stack::MacAddr> = (0..report.names.hosts.len())
-        .map(|i| stack::MacAddr::local_from_index(i as u32 + 1))
-        .collect();
-    let violations = harness::oracle::check(&report.trace, &report.names, &macs);
-    assert!(violations.is_empty(), "{what}: {violations:?}");
-}
-
-fn ping(host: &str, target: &str, count: u32) -> AppConfig {
-    AppConfig::Ping {
-        host: host.into(),
-        target: target.parse().unwrap(),
-        count,
-        interval_us: 50_000,
-        payload_bytes: 56,
-        start_us: 0,
-        timeout_us: 500_000,
-    }
-}
-
-fn udp_ping_pong(target: &str) -> Vec<AppConfig> {
-    vec![
-        AppConfig::UdpEchoServer {
-            host: "server".into(),
-            port: 7,
-        },
-        AppConfig::UdpPingPong {
-            host: "client".into(),
-            target: target.parse().unwrap(),
-            count: 10,
-            payload_bytes: 64,
-            start_us: 0,
-            timeout_us: 500_000,
-        },
-    ]
+    // The kernel's frames pass the same trace oracles as the simulated stacks'.
+    common::assert_clean(report, what);
 }
 
 #[test]
@@ -113,13 +67,13 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
             let what = format!("ping {client:?} -> {server:?} {target}");
             let report = run(
                 pair(1, client, server),
-                &[ping("client", target, 3)],
+                &[common::ping("client", target, 3, 50_000, 500_000)],
                 &RunOptions::default(),
             )
             .unwrap();
             assert_clean(&report, &what);
             assert_eq!(
-                counter(&report, 0, "replies_received"),
+                report.apps[0].counter("replies_received"),
                 3,
                 "{what}\n{}",
                 report.trace_text()
@@ -129,13 +83,13 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
             let what = format!("udp {client:?} -> {server:?} {target}");
             let report = run(
                 pair(2, client, server),
-                &udp_ping_pong(target),
+                &common::udp_ping_pong(target, 500_000),
                 &RunOptions::default(),
             )
             .unwrap();
             assert_clean(&report, &what);
-            assert_eq!(counter(&report, 1, "round_trips"), 10, "{what}");
-            assert_eq!(counter(&report, 1, "timeouts"), 0, "{what}");
+            assert_eq!(report.apps[1].counter("round_trips"), 10, "{what}");
+            assert_eq!(report.apps[1].counter("timeouts"), 0, "{what}");
         }
         for target in ["10.0.0.2:5001", "[2001:db8::2]:5001"] {
             let what = format!("tcp {client:?} -> {server:?} {target}");
@@ -155,9 +109,9 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
             }
             let report = run(pair(3, client, server), &apps, &RunOptions::default()).unwrap();
             assert_clean(&report, &what);
-            assert_eq!(counter(&report, 0, "bytes_verified"), bytes, "{what}");
-            assert_eq!(counter(&report, 1, "bytes_verified"), bytes, "{what}");
-            assert_eq!(counter(&report, 0, "connections_closed"), 1, "{what}");
+            assert_eq!(report.apps[0].counter("bytes_verified"), bytes, "{what}");
+            assert_eq!(report.apps[1].counter("bytes_verified"), bytes, "{what}");
+            assert_eq!(report.apps[0].counter("connections_closed"), 1, "{what}");
         }
     }
     assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
@@ -176,7 +130,7 @@ fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
     )
     .unwrap();
     assert_clean(&report, "linux -> linux");
-    assert_eq!(counter(&report, 0, "bytes_verified"), 100_000);
+    assert_eq!(report.apps[0].counter("bytes_verified"), 100_000);
 
     // Nobody listens: the kernel answers the SYN with a RST and the client hears "refused".
     let mut apps = tcp_transfer_apps(1000);

@@ -4,12 +4,16 @@
 //! prints one `skipped:` line saying so and passes, unless `WIRELAB_NO_SKIP` is set (as CI
 //! sets it), which makes a missing lwIP a failure.
 
-use std::net::{IpAddr, SocketAddr};
+mod common;
+
+use std::net::IpAddr;
 
 use harness::apps::AppConfig;
-use harness::config::{SegmentKind, StackKind, TraceLevel, WorldConfig};
-use harness::library::{host_ip, switch_of, tcp_transfer_apps, two_hosts};
-use harness::sim::{run, Outcome, RunOptions, RunReport};
+use harness::config::{StackKind, TraceLevel};
+use harness::library::{host_ip, switch_of, tcp_transfer_apps};
+use harness::sim::{run, Outcome, RunOptions};
+
+use common::{assert_clean, pair, ping, udp_ping_pong};
 
 /// False, after saying why, when lwIP cannot be used here.
 fn lwip_here() -> bool {
@@ -22,49 +26,6 @@ fn lwip_here() -> bool {
     }
 }
 
-fn counter(report: &RunReport, app: usize, name: &str) -> u64 {
-    report.apps[app].counters.get(name).copied().unwrap_or(0)
-}
-
-fn assert_clean(report: &RunReport, what: &str) {
-    assert_eq!(report.outcome, Outcome::Completed, "{what}");
-    // The trace oracles (checksums, MACs, TCP sanity) hold for lwIP's frames too.
-    let macs: Vec<stack::MacAddr> = (0..report.names.hosts.len())
-        .map(|i| stack::MacAddr::local_from_index(i as u32 + 1))
-        .collect();
-    let violations = harness::oracle::check(&report.trace, &report.names, &macs);
-    assert!(violations.is_empty(), "{what}: {violations:?}");
-    for app in &report.apps {
-        assert!(
-            app.errors.is_empty(),
-            "{what}: {} on {}: {:?}",
-            app.kind,
-            app.host,
-            app.errors
-        );
-    }
-}
-
-/// The library's two hosts, with the client and the server on the stacks given.
-fn pair(seed: u64, client: StackKind, server: StackKind) -> WorldConfig {
-    let mut config = two_hosts(seed, SegmentKind::Switch);
-    config.hosts[0].stack = client;
-    config.hosts[1].stack = server;
-    config
-}
-
-fn ping(host: &str, target: &str, count: u32) -> AppConfig {
-    AppConfig::Ping {
-        host: host.into(),
-        target: target.parse().unwrap(),
-        count,
-        interval_us: 1_000_000,
-        payload_bytes: 56,
-        start_us: 0,
-        timeout_us: 1_000_000,
-    }
-}
-
 #[test]
 fn an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6() {
     if !lwip_here() {
@@ -72,9 +33,14 @@ fn an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6() {
     }
     for target in ["10.0.0.2", "2001:db8::2"] {
         let config = pair(1, StackKind::Smoltcp, StackKind::Lwip);
-        let report = run(config, &[ping("client", target, 4)], &RunOptions::default()).unwrap();
+        let report = run(
+            config,
+            &[ping("client", target, 4, 1_000_000, 1_000_000)],
+            &RunOptions::default(),
+        )
+        .unwrap();
         assert_clean(&report, target);
-        assert_eq!(counter(&report, 0, "replies_received"), 4, "{target}");
+        assert_eq!(report.apps[0].counter("replies_received"), 4, "{target}");
     }
 }
 
@@ -85,27 +51,15 @@ fn an_lwip_host_pings_a_smoltcp_host() {
     }
     for target in ["10.0.0.2", "2001:db8::2"] {
         let config = pair(2, StackKind::Lwip, StackKind::Smoltcp);
-        let report = run(config, &[ping("client", target, 3)], &RunOptions::default()).unwrap();
+        let report = run(
+            config,
+            &[ping("client", target, 3, 1_000_000, 1_000_000)],
+            &RunOptions::default(),
+        )
+        .unwrap();
         assert_clean(&report, target);
-        assert_eq!(counter(&report, 0, "replies_received"), 3, "{target}");
+        assert_eq!(report.apps[0].counter("replies_received"), 3, "{target}");
     }
-}
-
-fn udp_ping_pong(target: &str) -> Vec<AppConfig> {
-    vec![
-        AppConfig::UdpEchoServer {
-            host: "server".into(),
-            port: 7,
-        },
-        AppConfig::UdpPingPong {
-            host: "client".into(),
-            target: target.parse::<SocketAddr>().unwrap(),
-            count: 10,
-            payload_bytes: 64,
-            start_us: 0,
-            timeout_us: 100_000,
-        },
-    ]
 }
 
 #[test]
@@ -122,13 +76,13 @@ fn udp_ping_pong_between_lwip_and_smoltcp_both_ways() {
             let what = format!("{client:?} -> {server:?} {target}");
             let report = run(
                 pair(3, client, server),
-                &udp_ping_pong(target),
+                &udp_ping_pong(target, 100_000),
                 &RunOptions::default(),
             )
             .unwrap();
             assert_clean(&report, &what);
-            assert_eq!(counter(&report, 1, "round_trips"), 10, "{what}");
-            assert_eq!(counter(&report, 1, "timeouts"), 0, "{what}");
+            assert_eq!(report.apps[1].counter("round_trips"), 10, "{what}");
+            assert_eq!(report.apps[1].counter("timeouts"), 0, "{what}");
         }
     }
 }
@@ -152,9 +106,9 @@ fn tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte() {
         )
         .unwrap();
         assert_clean(&report, &what);
-        assert_eq!(counter(&report, 0, "bytes_verified"), bytes, "{what}");
-        assert_eq!(counter(&report, 1, "bytes_sent"), bytes, "{what}");
-        assert_eq!(counter(&report, 0, "connections_closed"), 1, "{what}");
+        assert_eq!(report.apps[0].counter("bytes_verified"), bytes, "{what}");
+        assert_eq!(report.apps[1].counter("bytes_sent"), bytes, "{what}");
+        assert_eq!(report.apps[0].counter("connections_closed"), 1, "{what}");
     }
 }
 
@@ -183,7 +137,7 @@ fn a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6() {
     )
     .unwrap();
     assert_clean(&report, "echo");
-    assert_eq!(counter(&report, 1, "bytes_verified"), 200_000);
+    assert_eq!(report.apps[1].counter("bytes_verified"), 200_000);
 }
 
 #[test]
@@ -219,7 +173,7 @@ fn the_same_seed_gives_byte_identical_captures_with_lwip_hosts() {
     }
     let captures = |seed: u64| {
         let mut apps = tcp_transfer_apps(100_000);
-        apps.push(ping("client", "10.0.0.2", 2));
+        apps.push(ping("client", "10.0.0.2", 2, 1_000_000, 1_000_000));
         let mut config = pair(seed, StackKind::Lwip, StackKind::Lwip);
         // A smoltcp bystander too: mixed worlds must be as reproducible.
         config
@@ -292,7 +246,7 @@ fn three_hundred_lwip_hosts_ping_one_lwip_server() {
     let report = run(config, &apps, &RunOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     let replies: u64 = (0..apps.len())
-        .map(|i| counter(&report, i, "replies_received"))
+        .map(|i| report.apps[i].counter("replies_received"))
         .sum();
     // lwIP's ARP table holds ten entries, so the server asks again for most clients: every
     // ping is still answered.
@@ -337,10 +291,10 @@ fn an_lwip_host_pings_itself_through_its_loopback() {
     let config = pair(8, StackKind::Lwip, StackKind::Smoltcp);
     let report = run(
         config,
-        &[ping("client", "10.0.0.1", 2)],
+        &[ping("client", "10.0.0.1", 2, 1_000_000, 1_000_000)],
         &RunOptions::default(),
     )
     .unwrap();
     assert_clean(&report, "self ping");
-    assert_eq!(counter(&report, 0, "replies_received"), 2);
+    assert_eq!(report.apps[0].counter("replies_received"), 2);
 }

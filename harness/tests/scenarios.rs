@@ -198,17 +198,10 @@ fn no_orphan_goldens(scenarios: &[Scenario]) -> Result<(), Failed> {
 
 /// The trial of `scenario` on `stack`, run in a child process of this binary.
 fn check_in_child(scenario: &Scenario, stack: StackKind) -> Result<(), Failed> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding this test binary: {e}"))?;
-    let output = std::process::Command::new(exe)
-        .env(
-            CHILD_ENV,
-            format!("{}:{}", stack_name(stack), scenario.name),
-        )
-        // insta's report of a changed snapshot says more than a backtrace would.
-        .env("RUST_BACKTRACE", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("starting a child process: {e}"))?;
+    let output = harness::child::rerun_self(
+        CHILD_ENV,
+        &format!("{}:{}", stack_name(stack), scenario.name),
+    )?;
     if output.status.success() {
         return Ok(());
     }
@@ -246,13 +239,7 @@ fn child_main(what: &str) -> ! {
                 .map_or_else(|| "failed".to_string(), str::to_string)
         })
     })();
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(1)
-        }
-    }
+    harness::child::exit_with(result)
 }
 
 fn main() {

@@ -243,13 +243,7 @@ fn run_in_child(path: &Path, root: &Path, backend: &str) -> Result<(), Failed> {
         .with_extension("")
         .to_string_lossy()
         .into_owned();
-    let exe = std::env::current_exe().map_err(|e| format!("finding this test binary: {e}"))?;
-    let output = std::process::Command::new(exe)
-        .env(CHILD_ENV, format!("{backend}:{name}"))
-        .env("RUST_BACKTRACE", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("starting a child process: {e}"))?;
+    let output = harness::child::rerun_self(CHILD_ENV, &format!("{backend}:{name}"))?;
     if output.status.success() {
         return Ok(());
     }
@@ -269,24 +263,14 @@ fn child_main(what: &str) -> ! {
         let (backend, name) = what
             .split_once(':')
             .ok_or_else(|| format!("{CHILD_ENV}={what}: expected <backend>:<script>"))?;
-        let kind = match backend {
-            "smoltcp" => StackKind::Smoltcp,
-            "lwip" => StackKind::Lwip,
-            other => return Err(format!("unknown backend {other}")),
-        };
+        let kind = harness::scenario::parse_stack(backend)?;
         let root = scripts_root();
         judge_here(&root.join(format!("{name}.pkt")), &root, kind).map_err(|f| {
             f.message()
                 .map_or_else(|| "failed".to_string(), str::to_string)
         })
     })();
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(1)
-        }
-    }
+    harness::child::exit_with(result)
 }
 
 /// Plays a script twice here, checks that both runs are identical, and judges it.

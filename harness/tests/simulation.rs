@@ -8,10 +8,6 @@ use harness::library::{builtin, host_ip, switch_of, tcp_transfer_apps, two_hosts
 use harness::sim::{run, Outcome, RunOptions, World};
 use stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack};
 
-fn counter(report: &harness::sim::RunReport, app: usize, name: &str) -> u64 {
-    report.apps[app].counters.get(name).copied().unwrap_or(0)
-}
-
 #[test]
 fn every_builtin_run_completes_and_its_applications_get_what_they_expect() {
     for scenario in builtin(1) {
@@ -38,12 +34,12 @@ fn ping_gets_every_reply_over_ipv4_and_ipv6() {
             unreachable!()
         };
         assert_eq!(
-            counter(&report, 0, "requests_sent"),
+            report.apps[0].counter("requests_sent"),
             u64::from(count),
             "{name}"
         );
         assert_eq!(
-            counter(&report, 0, "replies_received"),
+            report.apps[0].counter("replies_received"),
             u64::from(count),
             "{name}"
         );
@@ -70,13 +66,13 @@ fn tcp_delivers_every_byte_in_order_through_loss_and_every_other_impairment() {
                 unreachable!()
             };
             assert_eq!(
-                counter(&report, 0, "bytes_verified"),
+                report.apps[0].counter("bytes_verified"),
                 send_bytes,
                 "{name} seed {seed}"
             );
             if expect_echo {
                 assert_eq!(
-                    counter(&report, 1, "bytes_verified"),
+                    report.apps[1].counter("bytes_verified"),
                     send_bytes,
                     "{name} seed {seed}"
                 );
@@ -136,7 +132,7 @@ fn a_switch_learns_and_stops_flooding_while_a_hub_repeats_everything() {
             timeout_us: 10_000,
         }];
         let report = run(config, &apps, &RunOptions::default()).unwrap();
-        assert_eq!(counter(&report, 0, "replies_received"), 5);
+        assert_eq!(report.apps[0].counter("replies_received"), 5);
         (report.stats.frames_emitted, report.stats.frames_delivered)
     };
     let (hub_emitted, hub_delivered) = delivered(SegmentKind::Hub);
@@ -176,7 +172,7 @@ fn link_down_loses_frames_and_link_up_brings_them_back() {
     }];
     let report = run(config, &apps, &RunOptions::default()).unwrap();
     // Requests at 2 s and 3 s fall into the outage.
-    assert_eq!(counter(&report, 0, "replies_received"), 4);
+    assert_eq!(report.apps[0].counter("replies_received"), 4);
     assert!(report.trace_text().contains("server link down"));
 }
 
@@ -217,7 +213,7 @@ fn an_unreachable_peer_stalls_instead_of_hanging() {
     }];
     let report = run(config, &apps, &RunOptions::default()).unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
-    assert_eq!(counter(&report, 0, "replies_received"), 0);
+    assert_eq!(report.apps[0].counter("replies_received"), 0);
 }
 
 #[test]
@@ -280,7 +276,7 @@ fn a_thousand_hosts_share_one_segment() {
         .collect();
     let report = run(config, &apps, &RunOptions::default()).unwrap();
     let replies: u64 = (0..apps.len())
-        .map(|i| counter(&report, i, "replies_received"))
+        .map(|i| report.apps[i].counter("replies_received"))
         .sum();
     // The server's neighbour cache holds every one of the 999 clients.
     assert_eq!(replies, u64::from(hosts - 1));
@@ -428,7 +424,7 @@ fn mtu_mismatch_drops_big_frames_on_the_narrow_link() {
         timeout_us: 100_000,
     }];
     let report = run(config, &apps, &RunOptions::default()).unwrap();
-    assert_eq!(counter(&report, 0, "replies_received"), 0);
+    assert_eq!(report.apps[0].counter("replies_received"), 0);
     assert!(report.trace_text().contains("dropped (over mtu)"));
 }
 
@@ -456,7 +452,11 @@ fn transfers_complete_with_every_congestion_control() {
         )
         .unwrap();
         assert_eq!(report.outcome, Outcome::Completed, "{cc:?}");
-        assert_eq!(counter(&report, 0, "bytes_verified"), 512 * 1024, "{cc:?}");
+        assert_eq!(
+            report.apps[0].counter("bytes_verified"),
+            512 * 1024,
+            "{cc:?}"
+        );
     }
 }
 

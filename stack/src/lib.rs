@@ -11,8 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 mod frames;
 pub mod lwip;
 pub mod smoltcp;
+mod sockets;
 
 pub use frames::FrameQueue;
+pub use sockets::SocketTable;
 
 /// A 48-bit Ethernet address.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

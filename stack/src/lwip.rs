@@ -31,7 +31,8 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use crate::{
-    EchoReply, FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig, TcpEnd, TcpState,
+    EchoReply, FrameQueue, MacAddr, SocketError, SocketId, SocketTable, Stack, StackConfig, TcpEnd,
+    TcpState,
 };
 
 /// A test hook: when this environment variable names a host, that host's lwIP copy is asked,
@@ -278,7 +279,7 @@ pub struct LwipStack {
     /// Received frames waiting for the next poll, back to back in one reused buffer.
     rx_bytes: Vec<u8>,
     rx_frames: VecDeque<(usize, usize)>,
-    entries: Vec<Option<Entry>>,
+    entries: SocketTable<Entry>,
     /// Set by [`TEST_ASSERT_ENV`]: make lwIP assert at the next poll.
     test_assert: bool,
 }
@@ -349,7 +350,7 @@ impl LwipStack {
             pending,
             rx_bytes: Vec::new(),
             rx_frames: VecDeque::new(),
-            entries: Vec::new(),
+            entries: SocketTable::new(),
             test_assert,
         })
     }
@@ -358,34 +359,22 @@ impl LwipStack {
         self.host.as_ptr()
     }
 
-    fn insert(&mut self, entry: Entry) -> SocketId {
-        self.entries.push(Some(entry));
-        SocketId((self.entries.len() - 1) as u32)
-    }
-
-    fn entry(&self, id: SocketId) -> Result<&Entry, SocketError> {
-        self.entries
-            .get(id.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(SocketError::UnknownSocket(id))
-    }
-
     fn tcp(&self, id: SocketId) -> Result<*mut WlTcp, SocketError> {
-        match self.entry(id)? {
+        match self.entries.get(id)? {
             Entry::Tcp(c) => Ok(c.as_ptr()),
             other => Err(SocketError::WrongKind(id, other.kind(), "TCP connection")),
         }
     }
 
     fn udp(&self, id: SocketId) -> Result<*mut WlUdp, SocketError> {
-        match self.entry(id)? {
+        match self.entries.get(id)? {
             Entry::Udp(u) => Ok(u.as_ptr()),
             other => Err(SocketError::WrongKind(id, other.kind(), "UDP")),
         }
     }
 
     fn echo(&self, id: SocketId) -> Result<(*mut WlEcho, u16), SocketError> {
-        match self.entry(id)? {
+        match self.entries.get(id)? {
             Entry::Echo(e, ident) => Ok((e.as_ptr(), *ident)),
             other => Err(SocketError::WrongKind(id, other.kind(), "ICMP echo")),
         }
@@ -406,7 +395,7 @@ impl LwipStack {
 
 impl Drop for LwipStack {
     fn drop(&mut self) {
-        for entry in self.entries.drain(..).flatten() {
+        for entry in self.entries.drain() {
             // SAFETY: each entry is a live glue object of this host, released exactly once
             // (TCP objects are released by `wl_host_free` below, with every other TCP object).
             unsafe {
@@ -496,7 +485,7 @@ impl Stack for LwipStack {
         // SAFETY: the host is live and `err` is a valid out-pointer.
         let l = unsafe { wl_tcp_listen(self.h(), port, backlog, &mut err) };
         match NonNull::new(l) {
-            Some(l) => Ok(self.insert(Entry::Listener(l))),
+            Some(l) => Ok(self.entries.insert(Entry::Listener(l))),
             None if err == ERR_USE => Err(SocketError::AddressInUse(port)),
             None => Err(SocketError::Unsupported(
                 "lwIP refused to listen on this port",
@@ -505,7 +494,7 @@ impl Stack for LwipStack {
     }
 
     fn tcp_accept(&mut self, listener: SocketId) -> Result<Option<SocketId>, SocketError> {
-        let l = match self.entry(listener)? {
+        let l = match self.entries.get(listener)? {
             Entry::Listener(l) => l.as_ptr(),
             other => {
                 return Err(SocketError::WrongKind(
@@ -517,7 +506,7 @@ impl Stack for LwipStack {
         };
         // SAFETY: the host and the listener are live glue objects of this host.
         let c = unsafe { wl_tcp_accept(self.h(), l) };
-        Ok(NonNull::new(c).map(|c| self.insert(Entry::Tcp(c))))
+        Ok(NonNull::new(c).map(|c| self.entries.insert(Entry::Tcp(c))))
     }
 
     fn tcp_connect(&mut self, remote: SocketAddr) -> Result<SocketId, SocketError> {
@@ -529,7 +518,7 @@ impl Stack for LwipStack {
         // SAFETY: the host is live, `addr` holds 16 bytes, `err` is a valid out-pointer.
         let c = unsafe { wl_tcp_connect(self.h(), addr.as_ptr(), v6, remote.port(), &mut err) };
         match NonNull::new(c) {
-            Some(c) => Ok(self.insert(Entry::Tcp(c))),
+            Some(c) => Ok(self.entries.insert(Entry::Tcp(c))),
             None if err == ERR_MEM => Err(SocketError::NoFreePort),
             None => Err(SocketError::Unaddressable(remote.ip())),
         }
@@ -608,7 +597,7 @@ impl Stack for LwipStack {
     }
 
     fn tcp_state(&self, socket: SocketId) -> Result<TcpState, SocketError> {
-        match self.entry(socket)? {
+        match self.entries.get(socket)? {
             Entry::Tcp(c) => Ok(self.state_of(c.as_ptr())),
             other => Err(SocketError::WrongKind(
                 socket,
@@ -674,7 +663,7 @@ impl Stack for LwipStack {
         // SAFETY: the host is live and `err` is a valid out-pointer.
         let u = unsafe { wl_udp_bind(self.h(), port, &mut err) };
         match NonNull::new(u) {
-            Some(u) => Ok(self.insert(Entry::Udp(u))),
+            Some(u) => Ok(self.entries.insert(Entry::Udp(u))),
             None if err == ERR_USE => Err(SocketError::AddressInUse(port)),
             None if port == 0 => Err(SocketError::NoFreePort),
             None => Err(SocketError::Unsupported("lwIP refused to bind this port")),
@@ -756,7 +745,7 @@ impl Stack for LwipStack {
         // SAFETY: the host is live.
         let e = unsafe { wl_echo_open(self.h(), ident, v4, v6) };
         match NonNull::new(e) {
-            Some(e) => Ok(self.insert(Entry::Echo(e, ident))),
+            Some(e) => Ok(self.entries.insert(Entry::Echo(e, ident))),
             None => Err(SocketError::Unsupported(
                 "lwIP could not open a raw ICMP PCB",
             )),
@@ -824,11 +813,7 @@ impl Stack for LwipStack {
     }
 
     fn close(&mut self, socket: SocketId) -> Result<(), SocketError> {
-        let entry = self
-            .entries
-            .get_mut(socket.0 as usize)
-            .and_then(Option::take)
-            .ok_or(SocketError::UnknownSocket(socket))?;
+        let entry = self.entries.remove(socket)?;
         let h = self.h();
         // SAFETY: the entry was live and is released exactly once (it left `entries` above).
         unsafe {

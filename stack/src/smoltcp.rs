@@ -13,8 +13,8 @@ use smoltcp::wire::{
 };
 
 use crate::{
-    CongestionControl, EchoReply, FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig,
-    TcpEnd, TcpState,
+    CongestionControl, EchoReply, FrameQueue, MacAddr, SocketError, SocketId, SocketTable, Stack,
+    StackConfig, TcpEnd, TcpState,
 };
 
 const ETHERNET_HEADER_BYTES: usize = 14;
@@ -131,7 +131,7 @@ pub struct SmoltcpStack {
     rx: RxQueue,
     mtu_bytes: usize,
     sockets: SocketSet<'static>,
-    entries: Vec<Option<Entry>>,
+    entries: SocketTable<Entry>,
     /// Sockets the application has released that are still finishing (FIN handshake).
     closing: Vec<SocketHandle>,
     tcp_ports_in_use: BTreeSet<u16>,
@@ -258,7 +258,7 @@ impl SmoltcpStack {
             rx,
             mtu_bytes,
             sockets: SocketSet::new(Vec::new()),
-            entries: Vec::new(),
+            entries: SocketTable::new(),
             closing: Vec::new(),
             tcp_ports_in_use: BTreeSet::new(),
             udp_ports_in_use: BTreeSet::new(),
@@ -267,32 +267,15 @@ impl SmoltcpStack {
         }
     }
 
-    fn insert(&mut self, entry: Entry) -> SocketId {
-        self.entries.push(Some(entry));
-        SocketId((self.entries.len() - 1) as u32)
-    }
-
-    fn entry(&self, id: SocketId) -> Result<&Entry, SocketError> {
-        self.entries
-            .get(id.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(SocketError::UnknownSocket(id))
-    }
-
     fn tcp_conn(&self, id: SocketId) -> Result<&TcpConn, SocketError> {
-        match self.entry(id)? {
+        match self.entries.get(id)? {
             Entry::Tcp(conn) => Ok(conn),
             other => Err(SocketError::WrongKind(id, other.kind(), "TCP connection")),
         }
     }
 
     fn tcp_conn_mut(&mut self, id: SocketId) -> Result<&mut TcpConn, SocketError> {
-        match self
-            .entries
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(SocketError::UnknownSocket(id))?
-        {
+        match self.entries.get_mut(id)? {
             Entry::Tcp(conn) => Ok(conn),
             other => Err(SocketError::WrongKind(id, other.kind(), "TCP connection")),
         }
@@ -353,14 +336,13 @@ impl SmoltcpStack {
     fn tcp_open_connections(&self) -> bool {
         self.entries
             .iter()
-            .flatten()
             .any(|e| matches!(e, Entry::Tcp(conn) if conn.last_state != TcpState::Closed))
     }
 
     /// Notes state changes of the application's TCP connections, so that `tcp_end` can say why
     /// a connection closed, and retires released sockets that have finished closing.
     fn track_tcp_states(&mut self) {
-        for entry in self.entries.iter_mut().flatten() {
+        for entry in self.entries.iter_mut() {
             let Entry::Tcp(conn) = entry else { continue };
             let socket = self.sockets.get::<tcp::Socket>(conn.handle);
             let state = tcp_state(socket.state());
@@ -483,11 +465,11 @@ impl Stack for SmoltcpStack {
         for _ in 0..backlog.max(1) {
             pool.push(self.listening_socket(port)?);
         }
-        Ok(self.insert(Entry::TcpListener { port, pool }))
+        Ok(self.entries.insert(Entry::TcpListener { port, pool }))
     }
 
     fn tcp_accept(&mut self, listener: SocketId) -> Result<Option<SocketId>, SocketError> {
-        let (port, ready) = match self.entry(listener)? {
+        let (port, ready) = match self.entries.get(listener)? {
             Entry::TcpListener { port, pool } => {
                 let ready = pool.iter().position(|&h| {
                     let state = self.sockets.get::<tcp::Socket>(h).state();
@@ -508,15 +490,14 @@ impl Stack for SmoltcpStack {
         };
         let Some(index) = ready else { return Ok(None) };
         let fresh = self.listening_socket(port)?;
-        let Some(Some(Entry::TcpListener { pool, .. })) = self.entries.get_mut(listener.0 as usize)
-        else {
+        let Ok(Entry::TcpListener { pool, .. }) = self.entries.get_mut(listener) else {
             unreachable!("the listener was looked up above");
         };
         let handle = std::mem::replace(&mut pool[index], fresh);
         let s = self.sockets.get::<tcp::Socket>(handle);
         let state = tcp_state(s.state());
         let remote = s.remote_endpoint().map(from_endpoint);
-        Ok(Some(self.insert(Entry::Tcp(TcpConn {
+        Ok(Some(self.entries.insert(Entry::Tcp(TcpConn {
             handle,
             ephemeral_port: None,
             local_port: port,
@@ -543,7 +524,7 @@ impl Stack for SmoltcpStack {
             return Err(SocketError::Unaddressable(remote.ip()));
         }
         let handle = self.sockets.add(socket);
-        Ok(self.insert(Entry::Tcp(TcpConn {
+        Ok(self.entries.insert(Entry::Tcp(TcpConn {
             handle,
             ephemeral_port: Some(port),
             local_port: port,
@@ -668,11 +649,11 @@ impl Stack for SmoltcpStack {
             .bind(port)
             .map_err(|_| SocketError::Unsupported("smoltcp refused to bind this port"))?;
         let handle = self.sockets.add(socket);
-        Ok(self.insert(Entry::Udp { handle, port }))
+        Ok(self.entries.insert(Entry::Udp { handle, port }))
     }
 
     fn udp_local_port(&self, socket: SocketId) -> Result<u16, SocketError> {
-        match self.entry(socket)? {
+        match self.entries.get(socket)? {
             Entry::Udp { port, .. } => Ok(*port),
             other => Err(SocketError::WrongKind(socket, other.kind(), "UDP")),
         }
@@ -687,7 +668,7 @@ impl Stack for SmoltcpStack {
         if !self.has_family(dest.ip()) {
             return Err(SocketError::Unaddressable(dest.ip()));
         }
-        let handle = match self.entry(socket)? {
+        let handle = match self.entries.get(socket)? {
             Entry::Udp { handle, .. } => *handle,
             other => return Err(SocketError::WrongKind(socket, other.kind(), "UDP")),
         };
@@ -707,7 +688,7 @@ impl Stack for SmoltcpStack {
         socket: SocketId,
         buf: &mut [u8],
     ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
-        let handle = match self.entry(socket)? {
+        let handle = match self.entries.get(socket)? {
             Entry::Udp { handle, .. } => *handle,
             other => return Err(SocketError::WrongKind(socket, other.kind(), "UDP")),
         };
@@ -738,7 +719,7 @@ impl Stack for SmoltcpStack {
             .bind(icmp::Endpoint::Ident(ident))
             .map_err(|_| SocketError::Unsupported("smoltcp refused to bind this ICMP ident"))?;
         let handle = self.sockets.add(socket);
-        Ok(self.insert(Entry::Icmp { handle, ident }))
+        Ok(self.entries.insert(Entry::Icmp { handle, ident }))
     }
 
     fn icmp_echo_send(
@@ -748,7 +729,7 @@ impl Stack for SmoltcpStack {
         seq: u16,
         payload: &[u8],
     ) -> Result<(), SocketError> {
-        let (handle, ident) = match self.entry(socket)? {
+        let (handle, ident) = match self.entries.get(socket)? {
             Entry::Icmp { handle, ident } => (*handle, *ident),
             other => return Err(SocketError::WrongKind(socket, other.kind(), "ICMP echo")),
         };
@@ -795,7 +776,7 @@ impl Stack for SmoltcpStack {
     }
 
     fn icmp_echo_recv(&mut self, socket: SocketId) -> Result<Option<EchoReply>, SocketError> {
-        let handle = match self.entry(socket)? {
+        let handle = match self.entries.get(socket)? {
             Entry::Icmp { handle, .. } => *handle,
             other => return Err(SocketError::WrongKind(socket, other.kind(), "ICMP echo")),
         };
@@ -832,11 +813,7 @@ impl Stack for SmoltcpStack {
     }
 
     fn close(&mut self, socket: SocketId) -> Result<(), SocketError> {
-        let entry = self
-            .entries
-            .get_mut(socket.0 as usize)
-            .and_then(Option::take)
-            .ok_or(SocketError::UnknownSocket(socket))?;
+        let entry = self.entries.remove(socket)?;
         match entry {
             Entry::TcpListener { port, pool } => {
                 self.tcp_ports_in_use.remove(&port);

@@ -772,7 +772,7 @@ fn ping_server(clients: u32) -> anyhow::Result<Value> {
     let replies: u64 = report
         .apps
         .iter()
-        .map(|a| a.counters.get("replies_received").copied().unwrap_or(0))
+        .map(|a| a.counter("replies_received"))
         .sum();
     if replies != u64::from(clients) * 10 {
         bail!("{replies} replies of {} ({})", clients * 10, report.outcome);
@@ -1011,7 +1011,7 @@ fn ping_pairs(hosts: u32, time_stacks: bool) -> anyhow::Result<Value> {
     let replies: u64 = report
         .apps
         .iter()
-        .map(|a| a.counters.get("replies_received").copied().unwrap_or(0))
+        .map(|a| a.counter("replies_received"))
         .sum();
     if replies != u64::from(hosts) * 10 {
         bail!("{replies} replies of {} ({})", hosts * 10, report.outcome);

@@ -49,7 +49,7 @@ enum Command {
         /// Run every host on this stack (smoltcp or lwip) instead of the scenario's own; each
         /// run goes in a child process, so a stack that aborts fails only its run. Its goldens
         /// are golden/<name>@<stack>.* (with --bless, written there).
-        #[arg(long, value_parser = scenarios::parse_stack)]
+        #[arg(long, value_parser = harness::scenario::parse_stack)]
         stack: Option<harness::config::StackKind>,
         /// Run every scenario on two stacks (like smoltcp,lwip), each in a child process, and
         /// report their verdicts and normalized differences (text, and <out>/diff.json).
@@ -79,7 +79,7 @@ enum Command {
         name: String,
         #[arg(long)]
         seed: u64,
-        #[arg(long, value_parser = scenarios::parse_stack)]
+        #[arg(long, value_parser = harness::scenario::parse_stack)]
         stack: harness::config::StackKind,
         #[arg(long)]
         out: PathBuf,
@@ -95,7 +95,7 @@ enum Command {
     #[command(hide = true)]
     ScriptChild {
         name: String,
-        #[arg(long, value_parser = scenarios::parse_stack)]
+        #[arg(long, value_parser = harness::scenario::parse_stack)]
         backend: harness::config::StackKind,
         #[arg(long)]
         out: PathBuf,

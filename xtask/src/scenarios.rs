@@ -434,16 +434,12 @@ pub fn write_schema() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `--stack`.
-pub fn parse_stack(text: &str) -> Result<StackKind, String> {
-    harness::scenario::parse_stack(text)
-}
-
 /// Parses `--diff A,B`: two different stacks.
 pub fn parse_pair(text: &str) -> Result<(StackKind, StackKind), String> {
     let (a, b) = text.split_once(',').ok_or_else(|| {
         format!("`{text}`: give two stacks separated by a comma, like smoltcp,lwip")
     })?;
+    let parse_stack = harness::scenario::parse_stack;
     let (a, b) = (parse_stack(a.trim())?, parse_stack(b.trim())?);
     if a == b {
         return Err(format!("`{text}`: compare two different stacks"));
