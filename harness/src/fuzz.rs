@@ -11,23 +11,22 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use stack::smoltcp::SmoltcpStack;
-use stack::{FrameQueue, MacAddr, SocketId, Stack, StackConfig};
-
-use crate::apps::{AppConfig, TcpFinish};
-use crate::config::{
+use backends::smoltcp::SmoltcpStack;
+use judge::oracle::Violation;
+use sim::apps::{AppConfig, TcpFinish};
+use sim::config::{
     CaptureConfig, CongestionControlConfig, Direction, EventAction, HostConfig, Impairments,
     LossModel, ScheduledEvent, SegmentConfig, SegmentKind, TraceLevel, WorldConfig,
 };
-use crate::oracle::Violation;
-use crate::sim::{Outcome, RunOptions};
-use crate::trace::{Trace, TraceKind, TraceNames};
+use sim::trace::{Trace, TraceKind, TraceNames};
+use sim::world::{Outcome, RunOptions};
+use stack::{FrameQueue, MacAddr, SocketId, Stack, StackConfig};
 
 /// `decode_frame` target: the one-line decoder and the checksum verifier take any bytes.
 pub fn decode_frame(data: &[u8]) {
     let mut line = String::new();
-    crate::decode::decode_frame(data, &mut line);
-    let _ = crate::decode::verify_checksums(data);
+    wire::decode::decode_frame(data, &mut line);
+    let _ = wire::decode::verify_checksums(data);
 }
 
 /// The RFC 1071 ones'-complement sum of `data` (without the final complement), written the
@@ -78,7 +77,7 @@ pub fn checksum_agreement(data: &[u8]) {
         "etherparse's Sum16BitWords disagrees with RFC 1071 on {} bytes",
         data.len()
     );
-    let wirelab = crate::decode::ones_complement_sum(0, data);
+    let wirelab = wire::decode::ones_complement_sum(0, data);
     assert_eq!(
         wirelab,
         reference,
@@ -107,12 +106,12 @@ pub fn checksum_agreement(data: &[u8]) {
 /// `scenario_parse` target: a scenario file, however malformed, is an `Ok` or an `Err`.
 pub fn scenario_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::scenario::parse(&text, Path::new("fuzz/scenario.toml"), None);
+    let _ = scenario::format::parse(&text, Path::new("fuzz/scenario.toml"), None, fuzz_stacks());
 }
 
 /// `pcap_read` target: the capture reader takes any bytes.
 pub fn pcap_read(data: &[u8]) {
-    let _ = crate::capture::read_capture(data);
+    let _ = wire::capture::read_capture(data);
 }
 
 /// Reads the fuzzer's bytes as a stream of small numbers; past the end every read is zero, so
@@ -167,11 +166,15 @@ impl<'a> Bytes<'a> {
 
 /// The host `smoltcp_ingress` feeds: the address the golden captures give their second host.
 pub const INGRESS_HOST_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]);
+/// That host's IPv4 address.
 pub const INGRESS_HOST_IPV4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// That host's IPv6 address.
 pub const INGRESS_HOST_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// The peer the injected frames come from: the golden captures' first host.
 pub const INGRESS_PEER_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+/// The peer's IPv4 address.
 pub const INGRESS_PEER_IPV4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The peer's IPv6 address.
 pub const INGRESS_PEER_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 
 /// Bytes of the `smoltcp_ingress` input header: seed (8, little endian), TCP listening port
@@ -298,7 +301,7 @@ fn fix_transport_checksum(protocol: u8, payload: &mut [u8], pseudo: Option<u32>)
     }
     payload[at..at + 2].copy_from_slice(&[0, 0]);
     let initial = pseudo.unwrap_or(0);
-    let sum = crate::decode::ones_complement_sum(initial, payload);
+    let sum = wire::decode::ones_complement_sum(initial, payload);
     put_checksum(payload, at, sum, no_zero);
 }
 
@@ -351,7 +354,7 @@ fn patch_frame(frame: &mut [u8], flags: u8) {
             }
             if let Some(header) = packet.get_mut(..header_len) {
                 header[10..12].copy_from_slice(&[0, 0]);
-                let sum = crate::decode::ones_complement_sum(0, header);
+                let sum = wire::decode::ones_complement_sum(0, header);
                 put_checksum(header, 10, sum, false);
             } else {
                 return;
@@ -522,8 +525,8 @@ impl Ingress {
         let for_host = frame.len() >= 14
             && (frame[0..6] == INGRESS_HOST_MAC.0 || frame[0] & 1 == 1)
             && !matches!(
-                crate::decode::verify_checksums(frame),
-                crate::decode::ChecksumStatus::Invalid { .. }
+                wire::decode::verify_checksums(frame),
+                wire::decode::ChecksumStatus::Invalid { .. }
             )
             && (tcp_of(frame).is_none() || smoltcp_takes_tcp(frame));
         if for_host {
@@ -609,7 +612,7 @@ pub fn smoltcp_ingress(data: &[u8]) {
         hosts: vec!["host".into(), "peer".into()],
         segments: vec!["lan".into()],
     };
-    let violations: Vec<Violation> = crate::oracle::check(
+    let violations: Vec<Violation> = judge::oracle::check(
         &ingress.trace,
         &names,
         &[INGRESS_HOST_MAC, INGRESS_PEER_MAC],
@@ -683,6 +686,7 @@ fn sim_impairments(input: &mut Bytes<'_>) -> Impairments {
 /// The simulated time a `simulation` world may run, and its step bound: short enough that one
 /// execution takes milliseconds, long enough for SYN retransmissions and a small transfer.
 pub const SIMULATION_TIME_LIMIT_US: u64 = 20_000_000;
+/// See [`SIMULATION_TIME_LIMIT_US`].
 pub const SIMULATION_STEP_LIMIT: u64 = 20_000;
 
 /// Builds the small world a `simulation` input describes: 2-4 hosts on one segment, their
@@ -716,12 +720,12 @@ pub fn simulation_world(data: &[u8]) -> (WorldConfig, Vec<AppConfig>) {
     for (i, name) in names.iter().enumerate() {
         let options = input.u8();
         let mut host = HostConfig::new(name.clone(), "lan");
-        host.ipv4 = Some(crate::config::Cidr {
+        host.ipv4 = Some(sim::config::Cidr {
             addr: IpAddr::V4(sim_ipv4(i)),
             prefix_len: 24,
         });
         if options & 0x01 != 0 {
-            host.ipv6 = Some(crate::config::Cidr {
+            host.ipv6 = Some(sim::config::Cidr {
                 addr: IpAddr::V6(sim_ipv6(i)),
                 prefix_len: 64,
             });
@@ -913,13 +917,13 @@ pub fn simulation(data: &[u8]) {
     let macs: Vec<MacAddr> = (0..config.hosts.len())
         .map(|i| config.host_mac(i))
         .collect();
-    let Ok(report) = crate::sim::run(config, &apps, &RunOptions::default()) else {
+    let Ok(report) = sim::world::run(config, &apps, fuzz_stacks(), &RunOptions::default()) else {
         return;
     };
     if let Outcome::StackPanic { host, message } = &report.outcome {
         panic!("simulation: the stack of host `{host}` panicked: {message}");
     }
-    let violations = crate::oracle::check(&report.trace, &report.names, &macs);
+    let violations = judge::oracle::check(&report.trace, &report.names, &macs);
     let unknown: Vec<&Violation> = violations
         .iter()
         .filter(|v| v.rule != "suppressed" && !is_known_finding(v, &report.trace))
@@ -955,4 +959,10 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         _ => return false,
     }
     true
+}
+
+/// The stacks fuzz targets build hosts from: the built-in ones, registered once per process.
+fn fuzz_stacks() -> &'static stack::Registry {
+    static STACKS: std::sync::OnceLock<stack::Registry> = std::sync::OnceLock::new();
+    STACKS.get_or_init(backends::builtin)
 }

@@ -12,18 +12,22 @@ pub struct FrameQueue {
 }
 
 impl FrameQueue {
+    /// An empty queue.
     pub fn new() -> FrameQueue {
         FrameQueue::default()
     }
 
+    /// How many frames it holds.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when it holds no frame.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Forgets every frame and keeps their buffers.
     pub fn clear(&mut self) {
         self.len = 0;
     }
@@ -51,6 +55,10 @@ impl FrameQueue {
         fill(buffer)
     }
 
+    /// Frame `index`, in the order they were pushed.
+    ///
+    /// # Panics
+    /// When there is no frame `index`.
     pub fn get(&self, index: usize) -> &[u8] {
         assert!(index < self.len, "frame {index} of {}", self.len);
         &self.buffers[index]
@@ -64,6 +72,7 @@ impl FrameQueue {
         std::mem::swap(&mut self.buffers[index], buffer);
     }
 
+    /// Every frame, in order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.buffers[..self.len].iter().map(Vec::as_slice)
     }

@@ -5,15 +5,20 @@
 //! frames it emits. That is what lets the harness run many instances deterministically, and it
 //! is also the shape that a C stack driven through callbacks (lwIP's raw API) and the Linux
 //! kernel behind a TAP device can be fitted into.
+//!
+//! This crate is what a stack's author implements against: [`Stack`] for one instance, and a
+//! [`StackFactory`] (or a plain function, [`Registry::register_fn`]) that builds one instance
+//! per simulated host. A [`Registry`] holds the stacks a run can use, by name.
+#![warn(missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 mod frames;
-pub mod lwip;
-pub mod smoltcp;
+mod registry;
 mod sockets;
 
 pub use frames::FrameQueue;
+pub use registry::{check_name, BuildError, Limits, Registry, StackFactory};
 pub use sockets::SocketTable;
 
 /// A 48-bit Ethernet address.
@@ -21,8 +26,10 @@ pub use sockets::SocketTable;
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// `ff:ff:ff:ff:ff:ff`.
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
+    /// True for group addresses (multicast and broadcast): the lowest bit of the first byte.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 0x01 != 0
     }
@@ -78,9 +85,12 @@ impl std::str::FromStr for MacAddr {
 /// The TCP congestion control a stack runs, where the stack lets us choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CongestionControl {
+    /// No congestion control: the window is the receiver's.
     #[default]
     None,
+    /// TCP Reno (RFC 5681).
     Reno,
+    /// CUBIC (RFC 9438).
     Cubic,
 }
 
@@ -89,18 +99,26 @@ pub enum CongestionControl {
 pub struct StackConfig {
     /// The host's name, for messages only.
     pub name: String,
+    /// The interface's Ethernet address.
     pub mac: MacAddr,
+    /// The IPv4 address and its prefix length, if the host has one.
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// The IPv6 address and its prefix length, if the host has one (besides its link-local).
     pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// The default IPv4 route's next hop.
     pub ipv4_gateway: Option<Ipv4Addr>,
+    /// The default IPv6 route's next hop.
     pub ipv6_gateway: Option<Ipv6Addr>,
     /// IP MTU in bytes (the Ethernet frame may be 14 bytes longer).
     pub ip_mtu_bytes: usize,
     /// This host's seed, derived by the harness from the run's root seed and the host's label.
     /// It pins the stack's own randomness (ISNs, IP IDs) and the ephemeral port sequence.
     pub seed: u64,
+    /// The congestion control TCP connections use, where the stack can choose.
     pub congestion_control: CongestionControl,
+    /// Bytes of each TCP connection's receive buffer (its largest window).
     pub tcp_rx_buffer_bytes: usize,
+    /// Bytes of each TCP connection's send buffer.
     pub tcp_tx_buffer_bytes: usize,
     /// Datagrams a UDP or ICMP socket can queue in each direction.
     pub datagram_queue_packets: usize,
@@ -135,6 +153,7 @@ pub struct SocketId(pub u32);
 
 /// TCP connection states as RFC 9293 names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs, reason = "the states are RFC 9293's, named as it names them")]
 pub enum TcpState {
     Closed,
     Listen,
@@ -150,6 +169,7 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// The state's name as RFC 9293 writes it (`SYN-SENT`, `TIME-WAIT`, ...).
     pub fn name(self) -> &'static str {
         match self {
             TcpState::Closed => "CLOSED",
@@ -181,33 +201,47 @@ pub enum TcpEnd {
 /// An ICMP echo reply that arrived on an echo socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EchoReply {
+    /// The address that answered.
     pub from: IpAddr,
+    /// The identifier of the request it answers.
     pub ident: u16,
+    /// The sequence number of the request it answers.
     pub seq: u16,
+    /// Bytes of data after the echo header.
     pub payload_len: usize,
 }
 
 /// Errors of socket operations. They describe the operation's failure; they never abort the run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SocketError {
+    /// The handle names no open socket of this instance.
     #[error("no socket with handle {0:?}")]
     UnknownSocket(SocketId),
+    /// The handle names a socket of another kind: the socket, its kind, the kind expected.
     #[error("socket {0:?} is a {1} socket, not a {2} socket")]
     WrongKind(SocketId, &'static str, &'static str),
+    /// Another socket holds the port.
     #[error("port {0} is already in use")]
     AddressInUse(u16),
+    /// Every ephemeral port is taken.
     #[error("no ephemeral port is free")]
     NoFreePort,
+    /// The host has no address of the destination's family, or no route to it.
     #[error("the destination {0} is not reachable from this host (no address of that family or no route)")]
     Unaddressable(IpAddr),
+    /// The connection's state does not allow the operation.
     #[error("the operation is not valid in TCP state {}", .0.name())]
     InvalidState(TcpState),
+    /// Nothing more can be queued for sending now.
     #[error("the send buffer is full")]
     BufferFull,
+    /// The datagram, of this many bytes, can never fit the socket's buffer.
     #[error("the datagram of {0} bytes does not fit the socket's buffer")]
     TooLarge(usize),
+    /// The peer closed its side and everything it sent was read.
     #[error("the peer closed its side: no more data will arrive")]
     Finished,
+    /// The stack has no such operation.
     #[error("the stack cannot do this: {0}")]
     Unsupported(&'static str),
 }
@@ -218,10 +252,15 @@ pub enum SocketError {
 /// current virtual time, and asks [`Stack::poll_at`] when it must be polled next. Socket
 /// operations take effect on the next poll. Everything is single-threaded and synchronous.
 pub trait Stack {
-    /// Which implementation this is (`smoltcp`, `lwip`, `linux`).
-    fn kind(&self) -> &'static str;
-
+    /// The interface's Ethernet address.
     fn mac(&self) -> MacAddr;
+
+    /// For a stack that lives in real time outside the simulator (a kernel behind a TAP
+    /// device): a descriptor that becomes readable when the stack has frames to give, so that
+    /// a paced run wakes for them. Simulated stacks have none.
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 
     /// Hands one received Ethernet frame to the stack; it is processed on the next poll.
     fn receive(&mut self, frame: &[u8]);
@@ -285,16 +324,19 @@ pub trait Stack {
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError>;
     /// Sends a RST and forgets the connection.
     fn tcp_abort(&mut self, socket: SocketId) -> Result<(), SocketError>;
+    /// The connection's state as RFC 9293 names it.
     fn tcp_state(&self, socket: SocketId) -> Result<TcpState, SocketError>;
     /// Why the connection ended without the application asking, once it has.
     fn tcp_end(&self, socket: SocketId) -> Result<Option<TcpEnd>, SocketError>;
     /// Bytes queued for sending and not yet acknowledged.
     fn tcp_send_queue(&self, socket: SocketId) -> Result<usize, SocketError>;
+    /// Sends keep-alive probes after this much idle time (`None`: none).
     fn tcp_set_keepalive(
         &mut self,
         socket: SocketId,
         interval_us: Option<u64>,
     ) -> Result<(), SocketError>;
+    /// Turns Nagle's algorithm on or off (`TCP_NODELAY` is off).
     fn tcp_set_nagle(&mut self, socket: SocketId, enabled: bool) -> Result<(), SocketError>;
     /// Gives up a connection that has been idle (nothing acknowledged) this long.
     fn tcp_set_timeout(
@@ -307,7 +349,9 @@ pub trait Stack {
 
     /// Binds a UDP socket; port 0 takes the next ephemeral port.
     fn udp_bind(&mut self, port: u16) -> Result<SocketId, SocketError>;
+    /// The port a UDP socket is bound to.
     fn udp_local_port(&self, socket: SocketId) -> Result<u16, SocketError>;
+    /// Queues one datagram to `dest`.
     fn udp_send_to(
         &mut self,
         socket: SocketId,
@@ -325,6 +369,7 @@ pub trait Stack {
 
     /// Opens an echo socket that receives replies carrying `ident`.
     fn icmp_echo_open(&mut self, ident: u16) -> Result<SocketId, SocketError>;
+    /// Queues an echo request to `dest` with sequence number `seq` and `payload` as its data.
     fn icmp_echo_send(
         &mut self,
         socket: SocketId,
@@ -332,6 +377,7 @@ pub trait Stack {
         seq: u16,
         payload: &[u8],
     ) -> Result<(), SocketError>;
+    /// Takes one echo reply that arrived for this socket's identifier; `None` when none has.
     fn icmp_echo_recv(&mut self, socket: SocketId) -> Result<Option<EchoReply>, SocketError>;
 
     /// Releases any socket: a TCP connection is closed gracefully if it is still open.

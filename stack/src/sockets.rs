@@ -16,6 +16,7 @@ impl<E> Default for SocketTable<E> {
 }
 
 impl<E> SocketTable<E> {
+    /// An empty table.
     pub fn new() -> SocketTable<E> {
         SocketTable::default()
     }
@@ -26,6 +27,7 @@ impl<E> SocketTable<E> {
         SocketId((self.slots.len() - 1) as u32)
     }
 
+    /// The socket `id`, or `UnknownSocket`.
     pub fn get(&self, id: SocketId) -> Result<&E, SocketError> {
         self.slots
             .get(id.0 as usize)
@@ -33,6 +35,7 @@ impl<E> SocketTable<E> {
             .ok_or(SocketError::UnknownSocket(id))
     }
 
+    /// The socket `id`, to change, or `UnknownSocket`.
     pub fn get_mut(&mut self, id: SocketId) -> Result<&mut E, SocketError> {
         self.slots
             .get_mut(id.0 as usize)
@@ -53,6 +56,7 @@ impl<E> SocketTable<E> {
         self.slots.iter().flatten()
     }
 
+    /// The open sockets, to change, in the order they were opened.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut E> {
         self.slots.iter_mut().flatten()
     }
