@@ -11,11 +11,9 @@
 //! - run wirelab's scenario library against it with a [`Suite`] in a `harness = false` test:
 //!
 //! ```no_run
-//! # struct MyStack;
-//! # impl MyStack { fn new(_: wirelab::StackConfig) -> Self { MyStack } }
-//! # fn _f() where MyStack: wirelab::Stack {
+//! use wirelab::backends::smoltcp::SmoltcpStack as MyStack; // your stack here
+//!
 //! wirelab::Suite::library().stack("mystack", MyStack::new).run()
-//! # }
 //! ```
 //!
 //! The layers below are re-exported whole, each a crate with one job, depending only on those

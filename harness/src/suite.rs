@@ -2,15 +2,13 @@
 //!
 //! ```no_run
 //! // tests/wirelab.rs, with `[[test]] name = "wirelab" harness = false` in Cargo.toml
-//! # struct MyStack;
-//! # impl MyStack { fn new(_: wirelab::StackConfig) -> Self { MyStack } }
-//! # fn _f() where MyStack: wirelab::Stack {
+//! use wirelab::backends::smoltcp::SmoltcpStack as MyStack; // your stack here
+//!
 //! fn main() {
 //!     wirelab::Suite::library()
 //!         .stack("mystack", MyStack::new)
 //!         .run()
 //! }
-//! # }
 //! ```
 //!
 //! Every scenario becomes a trial `scenario::<name>@mystack` (as written, without `@`, for a
@@ -206,7 +204,12 @@ impl Suite {
     /// libtest's exit code. In a child process it runs its one trial instead.
     pub fn run(self) -> ! {
         let mut args = Arguments::from_args();
-        let shared = std::sync::Arc::new(Shared::new(self.paths.clone(), self.golden.clone(), self.stacks.clone(), self.known_failures.clone()));
+        let shared = std::sync::Arc::new(Shared::new(
+            self.paths.clone(),
+            self.golden.clone(),
+            self.stacks.clone(),
+            self.known_failures.clone(),
+        ));
         let targets = if self.targets.is_empty() {
             vec![None]
         } else {
@@ -259,7 +262,9 @@ impl Suite {
         for planned in planned {
             let name = shared.trial_name(&planned);
             let shared = std::sync::Arc::clone(&shared);
-            trials.push(Trial::ignorable_test(name, move || shared.run_trial(&planned)));
+            trials.push(Trial::ignorable_test(name, move || {
+                shared.run_trial(&planned)
+            }));
         }
         trials.extend(self.extra);
         libtest_mimic::run(&args, trials).exit()
@@ -292,7 +297,10 @@ fn plan(found: &Found, targets: &[Target], scenarios: bool, scripts: bool) -> Ve
     if scripts {
         let mut backends: Vec<String> = targets
             .iter()
-            .map(|t| t.clone().unwrap_or_else(|| sim::config::DEFAULT_STACK.to_string()))
+            .map(|t| {
+                t.clone()
+                    .unwrap_or_else(|| sim::config::DEFAULT_STACK.to_string())
+            })
             .collect();
         backends.dedup();
         for index in 0..found.scripts.len() {
@@ -325,9 +333,10 @@ impl Shared {
         let found = folder::find(&paths, &stacks);
         let roots: Vec<PathBuf> = paths.iter().map(|p| folder::root_of(p)).collect();
         let golden = golden.unwrap_or_else(|| {
-            roots
-                .first()
-                .map_or_else(|| PathBuf::from(folder::GOLDEN_DIR), |r| folder::golden_of(r))
+            roots.first().map_or_else(
+                || PathBuf::from(folder::GOLDEN_DIR),
+                |r| folder::golden_of(r),
+            )
         });
         Shared {
             found,
@@ -435,10 +444,7 @@ impl Shared {
             ),
             None => String::new(),
         };
-        Err(format!(
-            "{how}{}",
-            scenario::child::last_words(&output, 60)
-        ))
+        Err(format!("{how}{}", scenario::child::last_words(&output, 60)))
     }
 
     /// Runs the trial in this process.
@@ -453,13 +459,23 @@ impl Shared {
         }
     }
 
-    fn scenario_trial(&self, scenario: &Scenario, stack: Option<&str>) -> Result<Completion, String> {
+    fn scenario_trial(
+        &self,
+        scenario: &Scenario,
+        stack: Option<&str>,
+    ) -> Result<Completion, String> {
         let bless = std::env::var_os(BLESS_ENV).is_some_and(|v| v != "0");
         let mut settings = Settings::new(&self.golden);
         settings.bless = bless;
         // insta compares the snapshot below, so that `cargo insta review` can show it.
         settings.compare_snapshot = false;
-        let judged = runner::run_scenario(scenario, stack, scenario.config.seed, &self.stacks, &settings);
+        let judged = runner::run_scenario(
+            scenario,
+            stack,
+            scenario.config.seed,
+            &self.stacks,
+            &settings,
+        );
         let trial = match stack {
             Some(stack) => format!("scenario::{}@{stack}", scenario.name),
             None => format!("scenario::{}", scenario.name),
@@ -516,9 +532,7 @@ impl Shared {
             Verdict::NotRun(reason) => Err(format!(
                 "only real-time stacks may decline a script, but {backend} did: {reason}"
             )),
-            Verdict::Unexpected(message) => {
-                Err(format!("{message}\n--- trace ---\n{}", run.trace))
-            }
+            Verdict::Unexpected(message) => Err(format!("{message}\n--- trace ---\n{}", run.trace)),
         }
     }
 }

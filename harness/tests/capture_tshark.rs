@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, TcpOptionElement};
-use harness::capture::{read_capture, CaptureFormat, CaptureWriter};
-use harness::decode::{verify_checksums, ChecksumStatus};
+use wirelab::wire::capture::{read_capture, CaptureFormat, CaptureWriter};
+use wirelab::wire::decode::{verify_checksums, ChecksumStatus};
 
 const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -272,7 +272,7 @@ fn epoch_us(text: &str) -> Option<u64> {
 #[test]
 fn tshark_reads_pcap_and_pcapng_cleanly_with_comments() {
     let Some(version) = tshark_version() else {
-        harness::skip_test("tshark not found (install it with: apt-get install tshark)");
+        wirelab::skip_test("tshark not found (install it with: apt-get install tshark)");
         return;
     };
     eprintln!("checking with {version}");

@@ -1,10 +1,10 @@
 //! Every scenario declares the RFC requirements it exercises, and every id it uses (in
-//! `requirements` and in `finding` checks) is in the catalogue, harness/src/requirements.toml.
+//! `requirements` and in `finding` checks) is in the catalogue, crates/scenario/src/requirements.toml.
 
 use std::path::{Path, PathBuf};
 
-use harness::requirements::Catalogue;
-use harness::scenario::{discover, load, Expectation};
+use wirelab::judge::expect::Expectation;
+use wirelab::scenario::requirements::Catalogue;
 
 fn scenarios_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,24 +22,14 @@ fn catalogue() -> &'static Catalogue {
 /// Problems with the requirement ids of every scenario file under `root`, each naming its
 /// file.
 fn requirement_problems(root: &Path, catalogue: &Catalogue) -> Vec<String> {
-    let files = match discover(root) {
-        Ok(files) => files,
-        Err(e) => return vec![format!("cannot list {}: {e}", root.display())],
-    };
-    let mut problems = Vec::new();
-    for file in files {
-        let shown = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        let scenario = match load(&file, root) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!("scenarios/{shown}: does not load: {e}"));
-                continue;
-            }
-        };
+    let found = wirelab::scenario::folder::find(&[root.to_path_buf()], &wirelab::builtin_stacks());
+    let mut problems: Vec<String> = found
+        .errors
+        .iter()
+        .map(|e| format!("does not load: {e}"))
+        .collect();
+    for scenario in found.scenarios {
+        let shown = format!("{}.toml", scenario.name);
         if scenario.requirements.is_empty() {
             problems.push(format!(
                 "scenarios/{shown}: declares no requirement; list the ids it exercises in `requirements = [...]`"

@@ -1,15 +1,15 @@
 //! Determinism: the same configuration and seed give byte-identical captures and traces across runs, thread counts and build profiles (through the goldens); another seed changes what is random.
 
-use std::path::Path;
+mod common;
 
-use harness::apps::AppConfig;
-use harness::config::{
-    HostConfig, Impairments, LossModel, SegmentConfig, SegmentKind, WorldConfig,
-};
-use harness::scenario::{discover, load, Scenario};
-use harness::sim::{run, RunOptions, RunReport};
+use common::library;
 use proptest::prelude::*;
 use rayon::prelude::*;
+use wirelab::sim::apps::AppConfig;
+use wirelab::sim::config::{
+    HostConfig, Impairments, LossModel, SegmentConfig, SegmentKind, WorldConfig,
+};
+use wirelab::sim::world::{run, RunOptions, RunReport};
 
 /// The trace hash and every capture's bytes: what must not change from one run to the next.
 fn fingerprint(report: &RunReport) -> (u64, Vec<Vec<u8>>) {
@@ -21,16 +21,6 @@ fn fingerprint(report: &RunReport) -> (u64, Vec<Vec<u8>>) {
             .map(|c| c.bytes.clone().expect("in-memory capture"))
             .collect(),
     )
-}
-
-/// Every scenario file of the library, parsed.
-fn library() -> Vec<Scenario> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    discover(&root)
-        .expect("the scenarios folder is readable")
-        .iter()
-        .map(|file| load(file, &root).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
 }
 
 fn run_library_with_threads(threads: usize, seed: u64) -> Vec<(u64, Vec<Vec<u8>>)> {
@@ -45,7 +35,15 @@ fn run_library_with_threads(threads: usize, seed: u64) -> Vec<(u64, Vec<Vec<u8>>
             .map(|s| {
                 let mut config = s.config.clone();
                 config.seed = seed;
-                fingerprint(&run(config, &s.apps, &RunOptions::default()).unwrap())
+                fingerprint(
+                    &run(
+                        config,
+                        &s.apps,
+                        &wirelab::builtin_stacks(),
+                        &RunOptions::default(),
+                    )
+                    .unwrap(),
+                )
             })
             .collect()
     })
@@ -69,9 +67,14 @@ fn another_seed_changes_what_is_random() {
     let hash = |seed| {
         let mut config = scenario.config.clone();
         config.seed = seed;
-        run(config, &scenario.apps, &RunOptions::default())
-            .unwrap()
-            .trace_hash()
+        run(
+            config,
+            &scenario.apps,
+            &wirelab::builtin_stacks(),
+            &RunOptions::default(),
+        )
+        .unwrap()
+        .trace_hash()
     };
     assert_ne!(hash(1), hash(2));
     assert_eq!(hash(2), hash(2));
@@ -163,7 +166,7 @@ fn world() -> impl Strategy<Value = (WorldConfig, Vec<AppConfig>)> {
                     expect_bytes: 0,
                     keepalive_us: None,
                     hold_until_us: None,
-                    finish: harness::apps::TcpFinish::Close,
+                    finish: wirelab::sim::apps::TcpFinish::Close,
                     timeout_us: None,
                 });
                 apps.push(AppConfig::Ping {
@@ -186,8 +189,8 @@ proptest! {
     /// Random topologies and impairments, run twice: the same trace and captures, every time.
     #[test]
     fn random_worlds_replay_identically((config, apps) in world()) {
-        let first = run(config.clone(), &apps, &RunOptions::default()).unwrap();
-        let second = run(config, &apps, &RunOptions::default()).unwrap();
+        let first = run(config.clone(), &apps, &wirelab::builtin_stacks(), &RunOptions::default()).unwrap();
+        let second = run(config, &apps, &wirelab::builtin_stacks(), &RunOptions::default()).unwrap();
         prop_assert_eq!(&first.outcome, &second.outcome);
         prop_assert_eq!(&first.stats, &second.stats);
         prop_assert_eq!(fingerprint(&first), fingerprint(&second));

@@ -1,6 +1,6 @@
-//! Replays the fuzz seed corpora and every minimized crash under `fuzz/regressions/` through the matching `harness::fuzz` function.
+//! Replays the fuzz seed corpora and every minimized crash under `fuzz/regressions/` through the matching `wirelab::fuzz` function.
 //!
-//! A file `fuzz/regressions/<target>/<name>` must run through `harness::fuzz::<target>`
+//! A file `fuzz/regressions/<target>/<name>` must run through `wirelab::fuzz::<target>`
 //! without a panic, unless a file `<name>.expect` sits next to it: then the run must panic,
 //! with a message containing the `.expect` file's first line. That records a finding in the
 //! stack under test as it behaves today (see `fuzz/FINDINGS.md`); when the stack is fixed the
@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use harness::fuzz::{run_target, TARGETS};
+use wirelab::fuzz::{run_target, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")

@@ -7,11 +7,11 @@ mod common;
 
 use std::sync::Mutex;
 
-use harness::apps::AppConfig;
-use harness::config::{StackKind, WorldConfig};
-use harness::library::{switch_of, tcp_transfer_apps};
-use harness::sim::{run, RunError, RunOptions, RunReport, World};
-use harness::tap::leftover_namespaces;
+use wirelab::backends::linux::netns::leftover_namespaces;
+use wirelab::sim::apps::AppConfig;
+use wirelab::sim::config::WorldConfig;
+use wirelab::sim::library::{switch_of, tcp_transfer_apps};
+use wirelab::sim::world::{run, RunError, RunOptions, RunReport, World};
 
 /// The tests of this file run one at a time, so that each can check that it left no
 /// namespace of this process behind.
@@ -19,10 +19,10 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// False, after saying why, when linux hosts cannot run here.
 fn linux_here() -> bool {
-    match harness::linux_host::available() {
+    match wirelab::backends::linux::available() {
         Ok(()) => true,
         Err(missing) => {
-            harness::skip_test(&missing);
+            wirelab::skip_test(&missing);
             false
         }
     }
@@ -37,7 +37,7 @@ fn mine() -> Vec<String> {
 }
 
 /// The two hosts, with a time limit that real time can meet.
-fn pair(seed: u64, client: StackKind, server: StackKind) -> WorldConfig {
+fn pair(seed: u64, client: &'static str, server: &'static str) -> WorldConfig {
     let mut config = common::pair(seed, client, server);
     config.time_limit_us = 20_000_000;
     config
@@ -58,16 +58,14 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
     if !linux_here() {
         return;
     }
-    let ways = [
-        (StackKind::Smoltcp, StackKind::Linux),
-        (StackKind::Linux, StackKind::Smoltcp),
-    ];
+    let ways = [("smoltcp", "linux"), ("linux", "smoltcp")];
     for (client, server) in ways {
         for target in ["10.0.0.2", "2001:db8::2"] {
             let what = format!("ping {client:?} -> {server:?} {target}");
             let report = run(
                 pair(1, client, server),
                 &[common::ping("client", target, 3, 50_000, 500_000)],
+                &wirelab::builtin_stacks(),
                 &RunOptions::default(),
             )
             .unwrap();
@@ -84,6 +82,7 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
             let report = run(
                 pair(2, client, server),
                 &common::udp_ping_pong(target, 500_000),
+                &wirelab::builtin_stacks(),
                 &RunOptions::default(),
             )
             .unwrap();
@@ -107,7 +106,13 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
                 *to = target.parse().unwrap();
                 *expect_echo = true;
             }
-            let report = run(pair(3, client, server), &apps, &RunOptions::default()).unwrap();
+            let report = run(
+                pair(3, client, server),
+                &apps,
+                &wirelab::builtin_stacks(),
+                &RunOptions::default(),
+            )
+            .unwrap();
             assert_clean(&report, &what);
             assert_eq!(report.apps[0].counter("bytes_verified"), bytes, "{what}");
             assert_eq!(report.apps[1].counter("bytes_verified"), bytes, "{what}");
@@ -124,8 +129,9 @@ fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
         return;
     }
     let report = run(
-        pair(4, StackKind::Linux, StackKind::Linux),
+        pair(4, "linux", "linux"),
         &tcp_transfer_apps(100_000),
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -136,8 +142,9 @@ fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
     let mut apps = tcp_transfer_apps(1000);
     apps.remove(0);
     let report = run(
-        pair(5, StackKind::Smoltcp, StackKind::Linux),
+        pair(5, "smoltcp", "linux"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -149,8 +156,9 @@ fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
         apps
     };
     let report = run(
-        pair(6, StackKind::Linux, StackKind::Smoltcp),
+        pair(6, "linux", "smoltcp"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -167,8 +175,9 @@ fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
     }
     let caught = std::panic::catch_unwind(|| {
         let world = World::new(
-            pair(7, StackKind::Smoltcp, StackKind::Linux),
+            pair(7, "smoltcp", "linux"),
             &tcp_transfer_apps(10),
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap();
@@ -186,8 +195,9 @@ fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
         *host = "nobody".into();
     }
     match World::new(
-        pair(8, StackKind::Linux, StackKind::Linux),
+        pair(8, "linux", "linux"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     ) {
         Err(RunError::UnknownAppHost { .. }) => {}
@@ -201,20 +211,31 @@ fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
 fn too_many_linux_hosts_are_refused_with_the_limit() {
     let mut config = switch_of(9, 20);
     for host in &mut config.hosts {
-        host.stack = StackKind::Linux;
+        host.stack = "linux".to_string();
     }
-    let error = config.validate().unwrap_err().to_string();
+    let (at, error) = config.check_stacks(&wirelab::builtin_stacks()).unwrap_err();
+    let error = error.to_string();
     assert!(error.contains("at most 16"), "{error}");
+    assert_eq!(at.to_string(), "hosts[16].stack");
 }
 
 #[test]
 fn a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let scenarios = root.join("scenarios");
-    let scenario =
-        harness::scenario::load(&scenarios.join("tcp/handshake.toml"), &scenarios).unwrap();
-    let checked =
-        harness::check::check(&scenario, scenario.config.seed, &RunOptions::default()).unwrap();
+    let scenario = wirelab::scenario::load(
+        &scenarios.join("tcp/handshake.toml"),
+        &scenarios,
+        &wirelab::builtin_stacks(),
+    )
+    .unwrap();
+    let checked = wirelab::scenario::check::check(
+        &scenario,
+        scenario.config.seed,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert!(!checked.report.real_time);
     assert!(!checked.snapshot().contains("real time"));
     let golden = std::fs::read(root.join("golden/tcp/handshake.pcapng")).unwrap();

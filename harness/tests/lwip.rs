@@ -8,19 +8,19 @@ mod common;
 
 use std::net::IpAddr;
 
-use harness::apps::AppConfig;
-use harness::config::{StackKind, TraceLevel};
-use harness::library::{host_ip, switch_of, tcp_transfer_apps};
-use harness::sim::{run, Outcome, RunOptions};
+use wirelab::sim::apps::AppConfig;
+use wirelab::sim::config::TraceLevel;
+use wirelab::sim::library::{host_ip, switch_of, tcp_transfer_apps};
+use wirelab::sim::world::{run, Outcome, RunOptions};
 
 use common::{assert_clean, pair, ping, udp_ping_pong};
 
 /// False, after saying why, when lwIP cannot be used here.
 fn lwip_here() -> bool {
-    match stack::lwip::available() {
+    match wirelab::backends::lwip::available() {
         Ok(()) => true,
         Err(e) => {
-            harness::skip_test(&e.to_string());
+            wirelab::skip_test(&e.to_string());
             false
         }
     }
@@ -32,10 +32,11 @@ fn an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6() {
         return;
     }
     for target in ["10.0.0.2", "2001:db8::2"] {
-        let config = pair(1, StackKind::Smoltcp, StackKind::Lwip);
+        let config = pair(1, "smoltcp", "lwip");
         let report = run(
             config,
             &[ping("client", target, 4, 1_000_000, 1_000_000)],
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap();
@@ -50,10 +51,11 @@ fn an_lwip_host_pings_a_smoltcp_host() {
         return;
     }
     for target in ["10.0.0.2", "2001:db8::2"] {
-        let config = pair(2, StackKind::Lwip, StackKind::Smoltcp);
+        let config = pair(2, "lwip", "smoltcp");
         let report = run(
             config,
             &[ping("client", target, 3, 1_000_000, 1_000_000)],
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap();
@@ -67,16 +69,13 @@ fn udp_ping_pong_between_lwip_and_smoltcp_both_ways() {
     if !lwip_here() {
         return;
     }
-    for (client, server) in [
-        (StackKind::Lwip, StackKind::Smoltcp),
-        (StackKind::Smoltcp, StackKind::Lwip),
-        (StackKind::Lwip, StackKind::Lwip),
-    ] {
+    for (client, server) in [("lwip", "smoltcp"), ("smoltcp", "lwip"), ("lwip", "lwip")] {
         for target in ["10.0.0.2:7", "[2001:db8::2]:7"] {
             let what = format!("{client:?} -> {server:?} {target}");
             let report = run(
                 pair(3, client, server),
                 &udp_ping_pong(target, 100_000),
+                &wirelab::builtin_stacks(),
                 &RunOptions::default(),
             )
             .unwrap();
@@ -93,15 +92,12 @@ fn tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte() {
         return;
     }
     let bytes = 1 << 20;
-    for (client, server) in [
-        (StackKind::Smoltcp, StackKind::Lwip),
-        (StackKind::Lwip, StackKind::Smoltcp),
-        (StackKind::Lwip, StackKind::Lwip),
-    ] {
+    for (client, server) in [("smoltcp", "lwip"), ("lwip", "smoltcp"), ("lwip", "lwip")] {
         let what = format!("{client:?} -> {server:?}");
         let report = run(
             pair(4, client, server),
             &tcp_transfer_apps(bytes),
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap();
@@ -131,8 +127,9 @@ fn a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6() {
         *expect_echo = true;
     }
     let report = run(
-        pair(5, StackKind::Smoltcp, StackKind::Lwip),
+        pair(5, "smoltcp", "lwip"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -148,8 +145,9 @@ fn a_connection_to_a_closed_lwip_port_is_refused() {
     let mut apps = tcp_transfer_apps(1000);
     apps.remove(0);
     let report = run(
-        pair(6, StackKind::Smoltcp, StackKind::Lwip),
+        pair(6, "smoltcp", "lwip"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -158,8 +156,9 @@ fn a_connection_to_a_closed_lwip_port_is_refused() {
     assert_eq!(report.apps[0].errors[0].1, "connection refused");
     // And the other way round: lwIP's client sees smoltcp's RST.
     let report = run(
-        pair(6, StackKind::Lwip, StackKind::Smoltcp),
+        pair(6, "lwip", "smoltcp"),
         &apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -174,11 +173,11 @@ fn the_same_seed_gives_byte_identical_captures_with_lwip_hosts() {
     let captures = |seed: u64| {
         let mut apps = tcp_transfer_apps(100_000);
         apps.push(ping("client", "10.0.0.2", 2, 1_000_000, 1_000_000));
-        let mut config = pair(seed, StackKind::Lwip, StackKind::Lwip);
+        let mut config = pair(seed, "lwip", "lwip");
         // A smoltcp bystander too: mixed worlds must be as reproducible.
         config
             .hosts
-            .push(harness::config::HostConfig::new("third", "lan").with_ipv4("10.0.0.3/24"));
+            .push(wirelab::sim::config::HostConfig::new("third", "lan").with_ipv4("10.0.0.3/24"));
         apps.push(AppConfig::UdpEchoServer {
             host: "third".into(),
             port: 7,
@@ -191,7 +190,13 @@ fn the_same_seed_gives_byte_identical_captures_with_lwip_hosts() {
             start_us: 0,
             timeout_us: 100_000,
         });
-        let report = run(config, &apps, &RunOptions::default()).unwrap();
+        let report = run(
+            config,
+            &apps,
+            &wirelab::builtin_stacks(),
+            &RunOptions::default(),
+        )
+        .unwrap();
         assert_clean(&report, "determinism");
         let bytes: Vec<Vec<u8>> = report
             .captures
@@ -230,7 +235,7 @@ fn three_hundred_lwip_hosts_ping_one_lwip_server() {
     config.capture.enabled = false;
     config.trace = TraceLevel::Decisions;
     for host in &mut config.hosts {
-        host.stack = StackKind::Lwip;
+        host.stack = "lwip".to_string();
     }
     let apps: Vec<AppConfig> = (1..hosts)
         .map(|i| AppConfig::Ping {
@@ -243,7 +248,13 @@ fn three_hundred_lwip_hosts_ping_one_lwip_server() {
             timeout_us: 1_000_000,
         })
         .collect();
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     let replies: u64 = (0..apps.len())
         .map(|i| report.apps[i].counter("replies_received"))
@@ -263,19 +274,21 @@ fn every_two_host_builtin_run_passes_with_lwip_on_either_side_or_both() {
     if !lwip_here() {
         return;
     }
-    for kinds in [
-        [StackKind::Smoltcp, StackKind::Lwip],
-        [StackKind::Lwip, StackKind::Smoltcp],
-        [StackKind::Lwip, StackKind::Lwip],
-    ] {
-        for s in harness::library::builtin(1) {
+    for kinds in [["smoltcp", "lwip"], ["lwip", "smoltcp"], ["lwip", "lwip"]] {
+        for s in wirelab::sim::library::builtin(1) {
             let mut config = s.config.clone();
             if config.hosts.len() != 2 {
                 continue;
             }
-            config.hosts[0].stack = kinds[0];
-            config.hosts[1].stack = kinds[1];
-            let report = run(config, &s.apps, &RunOptions::default()).unwrap();
+            config.hosts[0].stack = kinds[0].to_string();
+            config.hosts[1].stack = kinds[1].to_string();
+            let report = run(
+                config,
+                &s.apps,
+                &wirelab::builtin_stacks(),
+                &RunOptions::default(),
+            )
+            .unwrap();
             assert_clean(&report, &format!("{} with {kinds:?}", s.name));
         }
     }
@@ -288,10 +301,11 @@ fn an_lwip_host_pings_itself_through_its_loopback() {
     }
     // lwIP loops packets to its own address through tcpip_try_callback, which the glue
     // supplies; without it lwIP would assert.
-    let config = pair(8, StackKind::Lwip, StackKind::Smoltcp);
+    let config = pair(8, "lwip", "smoltcp");
     let report = run(
         config,
         &[ping("client", "10.0.0.1", 2, 1_000_000, 1_000_000)],
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();

@@ -1,11 +1,11 @@
 //! The trace oracles on real runs: every built-in run of the simulator, on several seeds, breaks none of them, and a changed segment slipped into a real trace is caught.
 
 use etherparse::TcpSlice;
-use harness::config::TraceLevel;
-use harness::library::builtin;
-use harness::oracle::{check, Violation};
-use harness::sim::{run, RunOptions};
-use harness::trace::{Trace, TraceKind};
+use wirelab::judge::oracle::{check, Violation};
+use wirelab::sim::config::TraceLevel;
+use wirelab::sim::library::builtin;
+use wirelab::sim::trace::{Trace, TraceKind};
+use wirelab::sim::world::{run, RunOptions};
 
 /// Runs every built-in scenario with `seed` and returns each one's violations.
 fn violations_of_builtin_runs(seed: u64) -> Vec<(&'static str, Vec<Violation>)> {
@@ -15,6 +15,7 @@ fn violations_of_builtin_runs(seed: u64) -> Vec<(&'static str, Vec<Violation>)> 
             let report = run(
                 scenario.config.clone(),
                 &scenario.apps,
+                &wirelab::builtin_stacks(),
                 &RunOptions::default(),
             )
             .unwrap_or_else(|e| panic!("{} seed {seed}: {e}", scenario.name));
@@ -101,6 +102,7 @@ fn changed_segments_slipped_into_a_real_trace_are_caught() {
     let report = run(
         scenario.config.clone(),
         &scenario.apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();

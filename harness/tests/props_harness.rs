@@ -1,14 +1,14 @@
 //! Property tests of wirelab's own code: the decoder and the capture reader never panic on arbitrary or damaged input, pcap and pcapng round-trip frames, timestamps and comments, and simulated TCP delivers exactly the bytes sent through loss, reordering and duplication.
 
-use harness::capture::{read_capture, CaptureFormat, CaptureWriter, UNLIMITED_SNAPLEN_BYTES};
-use harness::config::{
+use proptest::prelude::*;
+use wirelab::sim::config::{
     CaptureConfig, Direction, EventAction, Impairments, LossModel, ScheduledEvent, SegmentKind,
     TraceLevel,
 };
-use harness::decode::{decode_frame, verify_checksums};
-use harness::library::{tcp_transfer_apps, two_hosts};
-use harness::sim::{run, Outcome, RunOptions};
-use proptest::prelude::*;
+use wirelab::sim::library::{tcp_transfer_apps, two_hosts};
+use wirelab::sim::world::{run, Outcome, RunOptions};
+use wirelab::wire::capture::{read_capture, CaptureFormat, CaptureWriter, UNLIMITED_SNAPLEN_BYTES};
+use wirelab::wire::decode::{decode_frame, verify_checksums};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -333,7 +333,7 @@ proptest! {
 
     #[test]
     fn tcp_delivers_exactly_the_bytes_sent_once_the_faults_stop(f in faults()) {
-        let report = run(faulty_world(&f), &echo_apps(f.bytes), &RunOptions::default()).unwrap();
+        let report = run(faulty_world(&f), &echo_apps(f.bytes), &wirelab::builtin_stacks(), &RunOptions::default()).unwrap();
         check_echo_transfer(&report, f.bytes, &format!("{f:?}"))?;
     }
 
@@ -342,7 +342,7 @@ proptest! {
     /// service), and one documented case stalls (see [`fin_stall`]).
     #[test]
     fn a_one_way_transfer_delivers_every_byte_once_the_faults_stop(f in faults()) {
-        let report = run(faulty_world(&f), &tcp_transfer_apps(f.bytes), &RunOptions::default()).unwrap();
+        let report = run(faulty_world(&f), &tcp_transfer_apps(f.bytes), &wirelab::builtin_stacks(), &RunOptions::default()).unwrap();
         for app in &report.apps {
             prop_assert!(app.errors.is_empty(), "{:?}: {:?}", f, app.errors);
         }
@@ -358,7 +358,7 @@ proptest! {
     }
 }
 
-fn faulty_world(f: &Faults) -> harness::config::WorldConfig {
+fn faulty_world(f: &Faults) -> wirelab::sim::config::WorldConfig {
     let mut world = two_hosts(f.seed, SegmentKind::Switch);
     world.time_limit_us = TIME_LIMIT_US;
     world.trace = TraceLevel::Decisions;
@@ -407,8 +407,8 @@ fn faulty_world(f: &Faults) -> harness::config::WorldConfig {
 /// `bytes_verified` proves the server received exactly what was sent. (The server reports
 /// its own `bytes_verified` only when its connection closes, which a completed run need not
 /// wait for: the server is a service.)
-fn echo_apps(bytes: u64) -> Vec<harness::apps::AppConfig> {
-    use harness::apps::AppConfig;
+fn echo_apps(bytes: u64) -> Vec<wirelab::sim::apps::AppConfig> {
+    use wirelab::sim::apps::AppConfig;
     let mut apps = tcp_transfer_apps(bytes);
     if let AppConfig::TcpServer { echo, .. } = &mut apps[0] {
         *echo = true;
@@ -420,7 +420,7 @@ fn echo_apps(bytes: u64) -> Vec<harness::apps::AppConfig> {
 }
 
 fn check_echo_transfer(
-    report: &harness::sim::RunReport,
+    report: &wirelab::sim::world::RunReport,
     bytes: u64,
     case: &str,
 ) -> Result<(), TestCaseError> {
@@ -442,7 +442,7 @@ fn check_echo_transfer(
 /// the run stalls, the client's last state is FIN-WAIT-1 (its FIN, sent with the last bytes,
 /// was dropped by the receiver as out of order and never retransmitted: the client's stack
 /// asks for no further poll), and the server never learns that the stream ended.
-fn fin_stall(report: &harness::sim::RunReport) -> bool {
+fn fin_stall(report: &wirelab::sim::world::RunReport) -> bool {
     report.outcome == Outcome::Stalled
         && report.apps[1].states.last().map(|(_, s)| s.as_str()) == Some("FIN-WAIT-1")
         && report.apps[0].done_at_us.is_none()
@@ -465,6 +465,7 @@ fn today_a_fin_lost_to_reordering_stalls_a_one_way_transfer() {
     let report = run(
         faulty_world(&f),
         &tcp_transfer_apps(f.bytes),
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -482,6 +483,7 @@ fn today_a_fin_lost_to_reordering_stalls_a_one_way_transfer() {
     let report = run(
         faulty_world(&f),
         &echo_apps(f.bytes),
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();

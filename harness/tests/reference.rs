@@ -1,40 +1,31 @@
 //! turmoil as the application-level reference: every scenario whose applications turmoil models runs on turmoil and on smoltcp (and lwIP when installed), and the real transcripts agree with turmoil's, or disagree exactly as a recorded finding says; scenarios turmoil cannot model are listed with their reasons; an altered transcript is a disagreement.
 
-use std::path::{Path, PathBuf};
-
-use harness::config::StackKind;
-use harness::reference::{
+use wirelab::judge::reference::{
     compare, plan, reference_verdict, run_reference, transcripts_of, verdict, ReferenceVerdict,
     Transcript,
 };
-use harness::scenario::{check_on, discover, load, stack_name, Scenario};
-use harness::sim::RunOptions;
+use wirelab::scenario::{check_on, Scenario};
 
-fn scenarios_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-}
-
-fn library() -> Vec<Scenario> {
-    let root = scenarios_root();
-    let mut paths = discover(&root).expect("listing scenarios/");
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| load(p, &root).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
-}
+mod common;
+use common::library;
+use wirelab::sim::world::RunOptions;
 
 /// Runs `scenario` on `stack` and gives the real transcripts of what turmoil models.
-fn real_transcripts(scenario: &Scenario, stack: StackKind) -> Vec<Transcript> {
-    let plan = plan(scenario).expect("a modelled scenario");
+fn real_transcripts(scenario: &Scenario, stack: &'static str) -> Vec<Transcript> {
+    let plan = plan(scenario.workload()).expect("a modelled scenario");
     let checked = check_on(
         scenario,
         Some(stack),
         scenario.config.seed,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
-    transcripts_of(&scenario.on_stack(Some(stack)), &plan, &checked.report)
+    transcripts_of(
+        scenario.on_stack(Some(stack)).workload(),
+        &plan,
+        &checked.report,
+    )
 }
 
 /// Scenarios turmoil models none of the applications of, each with (part of) the reason.
@@ -54,11 +45,11 @@ const APPS_NOT_MODELLED: &[(&str, usize, &str)] = &[
 
 /// Where a real stack disagrees with turmoil because of a finding the scenario records as a
 /// known failure of that stack: scenario, stack, and every disagreement, in order.
-const KNOWN_DISAGREEMENTS: &[(&str, StackKind, &[&str])] = &[(
+const KNOWN_DISAGREEMENTS: &[(&str, &str, &[&str])] = &[(
     // smoltcp never retransmits its FIN: the server never reads the end of the stream, the
     // client stays in FIN-WAIT-1 and the run stalls.
     "tcp/fin_not_retransmitted",
-    StackKind::Smoltcp,
+    "smoltcp",
     &[
         "app 0 (tcp_server on server): stream 1: never saw the end of the peer's stream where turmoil's did",
         "app 1 (tcp_client on client): stream 1: never saw the end of the peer's stream where turmoil's did",
@@ -78,11 +69,11 @@ fn first_lines(verdict: &ReferenceVerdict) -> Vec<String> {
 
 /// Every scenario turmoil models, on `stack`: agreement, or exactly the recorded disagreement
 /// of a known finding. Returns how many scenarios were compared.
-fn library_agrees_on(stack: StackKind) -> usize {
+fn library_agrees_on(stack: &'static str) -> usize {
     let mut compared = 0;
     let mut problems = Vec::new();
     for scenario in library() {
-        let Ok(reference) = run_reference(&scenario) else {
+        let Ok(reference) = run_reference(scenario.workload()) else {
             continue;
         };
         assert!(
@@ -97,11 +88,9 @@ fn library_agrees_on(stack: StackKind) -> usize {
             .iter()
             .find(|(name, s, _)| *name == scenario.name && *s == stack);
         match known {
-            None if verdict.word() != "agree" => problems.push(format!(
-                "{} on {}: {verdict}",
-                scenario.name,
-                stack_name(stack)
-            )),
+            None if verdict.word() != "agree" => {
+                problems.push(format!("{} on {}: {verdict}", scenario.name, stack))
+            }
             None => {}
             Some((_, _, expected)) => {
                 // The disagreement is a finding the scenario records for this stack.
@@ -109,14 +98,14 @@ fn library_agrees_on(stack: StackKind) -> usize {
                     !scenario.on_stack(Some(stack)).known_failures.is_empty(),
                     "{}: a known disagreement on {} needs a known failure in the scenario",
                     scenario.name,
-                    stack_name(stack)
+                    stack
                 );
                 let lines = first_lines(&verdict);
                 if lines != *expected {
                     problems.push(format!(
                         "{} on {}: expected exactly the known disagreement {expected:#?}, got {verdict}",
                         scenario.name,
-                        stack_name(stack)
+                        stack
                     ));
                 }
             }
@@ -128,7 +117,7 @@ fn library_agrees_on(stack: StackKind) -> usize {
 
 #[test]
 fn every_modelled_scenario_agrees_with_turmoil_on_smoltcp() {
-    let compared = library_agrees_on(StackKind::Smoltcp);
+    let compared = library_agrees_on("smoltcp");
     assert_eq!(
         compared,
         library().len() - NOT_MODELLED.len(),
@@ -138,11 +127,11 @@ fn every_modelled_scenario_agrees_with_turmoil_on_smoltcp() {
 
 #[test]
 fn every_modelled_scenario_agrees_with_turmoil_on_lwip() {
-    if let Err(e) = stack::lwip::available() {
-        harness::skip_test(&e.to_string());
+    if let Err(e) = wirelab::backends::lwip::available() {
+        wirelab::skip_test(&e.to_string());
         return;
     }
-    let compared = library_agrees_on(StackKind::Lwip);
+    let compared = library_agrees_on("lwip");
     assert_eq!(compared, library().len() - NOT_MODELLED.len());
 }
 
@@ -150,7 +139,7 @@ fn every_modelled_scenario_agrees_with_turmoil_on_lwip() {
 fn what_turmoil_cannot_model_is_listed_with_its_reason() {
     let mut unlisted = Vec::new();
     for scenario in library() {
-        match plan(&scenario) {
+        match plan(scenario.workload()) {
             Err(reason) => match NOT_MODELLED.iter().find(|(n, _)| *n == scenario.name) {
                 Some((_, why)) => assert!(reason.contains(why), "{}: {reason}", scenario.name),
                 None => unlisted.push(format!("{}: {reason}", scenario.name)),
@@ -190,8 +179,8 @@ fn an_altered_tcp_transcript_is_a_disagreement_showing_both() {
         .into_iter()
         .find(|s| s.name == "tcp/data_both_ways_and_close")
         .unwrap();
-    let reference = run_reference(&scenario).unwrap();
-    let actual = real_transcripts(&scenario, StackKind::Smoltcp);
+    let reference = run_reference(scenario.workload()).unwrap();
+    let actual = real_transcripts(&scenario, "smoltcp");
     assert!(compare(&reference.transcripts, &actual).is_empty());
 
     // One byte of the client's received stream changed: same length, other hash, pattern
@@ -216,7 +205,7 @@ fn an_altered_tcp_transcript_is_a_disagreement_showing_both() {
 
     // A connection that was reset instead of closed, and a client that never finished.
     let mut altered = actual.clone();
-    altered[0].streams[0].end = Some(harness::reference::End::Reset);
+    altered[0].streams[0].end = Some(wirelab::judge::reference::End::Reset);
     altered[1].done = Some(false);
     let found: Vec<String> = compare(&reference.transcripts, &altered)
         .iter()
@@ -242,8 +231,8 @@ fn udp_delivery_must_be_a_subset_of_what_was_sent() {
         .into_iter()
         .find(|s| s.name == "udp/ping_pong")
         .unwrap();
-    let reference = run_reference(&scenario).unwrap();
-    let actual = real_transcripts(&scenario, StackKind::Smoltcp);
+    let reference = run_reference(scenario.workload()).unwrap();
+    let actual = real_transcripts(&scenario, "smoltcp");
     assert!(compare(&reference.transcripts, &actual).is_empty());
 
     // Losing datagrams is allowed: delivery is a subset.
@@ -274,11 +263,11 @@ fn the_reference_is_deterministic_and_serializable() {
         "tcp/simultaneous_close",
     ] {
         let scenario = library().into_iter().find(|s| s.name == name).unwrap();
-        let a = run_reference(&scenario).unwrap();
-        let b = run_reference(&scenario).unwrap();
+        let a = run_reference(scenario.workload()).unwrap();
+        let b = run_reference(scenario.workload()).unwrap();
         assert_eq!(a, b, "{name}");
         let json = serde_json::to_string(&a).unwrap();
-        let back: harness::reference::ReferenceRun = serde_json::from_str(&json).unwrap();
+        let back: wirelab::judge::reference::ReferenceRun = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a, "{name}");
     }
 }
@@ -291,13 +280,14 @@ fn reference_verdict_judges_a_real_run() {
         .unwrap();
     let checked = check_on(
         &scenario,
-        Some(StackKind::Smoltcp),
+        Some("smoltcp"),
         scenario.config.seed,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
     let verdict = reference_verdict(
-        &scenario.on_stack(Some(StackKind::Smoltcp)),
+        scenario.on_stack(Some("smoltcp")).workload(),
         &checked.report,
     );
     assert_eq!(verdict.word(), "agree", "{verdict}");
@@ -311,7 +301,7 @@ fn reference_verdict_judges_a_real_run() {
     assert_eq!(transcripts.len(), 1);
     assert_eq!(
         transcripts[0].streams[0].end,
-        Some(harness::reference::End::TimedOut)
+        Some(wirelab::judge::reference::End::TimedOut)
     );
     assert_eq!(not_modelled.len(), 1);
     let json = serde_json::to_value(&verdict).unwrap();
@@ -321,8 +311,15 @@ fn reference_verdict_judges_a_real_run() {
         .into_iter()
         .find(|s| s.name == "icmp/ping_ipv4")
         .unwrap();
-    let checked = check_on(&icmp, None, icmp.config.seed, &RunOptions::default()).unwrap();
-    let verdict = reference_verdict(&icmp, &checked.report);
+    let checked = check_on(
+        &icmp,
+        None,
+        icmp.config.seed,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let verdict = reference_verdict(icmp.workload(), &checked.report);
     assert_eq!(verdict.word(), "not modelled");
     assert!(verdict.to_string().contains("ICMP echo"), "{verdict}");
 }

@@ -1,93 +1,70 @@
 //! Every conformance script under `scenarios/scripts/` on every backend: one test each, judged against the findings the script records.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use harness::config::StackKind;
-use harness::script::{self, Verdict};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
+use wirelab::scenario::folder;
+use wirelab::scenario::script::{self, Script, Verdict};
+use wirelab::Suite;
 
 fn scripts_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/scripts")
 }
 
-/// Set in a child process of this binary: `<backend>:<script>` to play and judge there.
-const CHILD_ENV: &str = "WIRELAB_SCRIPT_CHILD";
+fn main() {
+    Suite::folder(scripts_root())
+        .without_scenarios()
+        .on("smoltcp")
+        .on("lwip")
+        .on("linux")
+        .trial(Trial::test("tidy::at_least_40_scripts", || {
+            let count = scripts()?.len();
+            if count < 40 {
+                return Err(format!(
+                    "{count} scripts under scenarios/scripts; the library keeps at least 40"
+                )
+                .into());
+            }
+            Ok(())
+        }))
+        .trial(Trial::test(
+            "tidy::script_requirements_are_catalogued",
+            script_requirements_are_catalogued,
+        ))
+        .trial(Trial::test(
+            "engine::a_wrong_field_is_shown_side_by_side",
+            a_wrong_field_is_shown_side_by_side,
+        ))
+        .trial(Trial::test(
+            "engine::early_missing_and_unexpected_packets_fail",
+            early_missing_and_unexpected_packets_fail,
+        ))
+        .trial(Trial::test(
+            "engine::a_wrong_call_result_fails",
+            a_wrong_call_result_fails,
+        ))
+        .trial(Trial::test(
+            "engine::known_failures_are_judged_exactly",
+            known_failures_are_judged_exactly,
+        ))
+        .run()
+}
 
-fn main() -> ExitCode {
-    if let Ok(what) = std::env::var(CHILD_ENV) {
-        child_main(&what);
+/// Every script of the library, read.
+fn scripts() -> Result<Vec<Script>, Failed> {
+    let found = folder::find(&[scripts_root()], &wirelab::builtin_stacks());
+    if !found.errors.is_empty() {
+        return Err(found.errors.join("\n").into());
     }
-    let mut args = Arguments::from_args();
-    // Linux runs sleep through their scripts in real time: more threads than cores keep the
-    // whole set to about a minute.
-    if args.test_threads.is_none() {
-        args.test_threads = Some(8);
-    }
-    let root = scripts_root();
-    let mut trials = Vec::new();
-    let paths = script::discover(&root).unwrap_or_default();
-    for path in paths {
-        let name = path
-            .strip_prefix(&root)
-            .unwrap_or(&path)
-            .with_extension("")
-            .to_string_lossy()
-            .into_owned();
-        for (backend, kind) in [
-            ("smoltcp", StackKind::Smoltcp),
-            ("lwip", StackKind::Lwip),
-            ("linux", StackKind::Linux),
-        ] {
-            let path = path.clone();
-            let root = root.clone();
-            trials.push(Trial::test(format!("{name}@{backend}"), move || {
-                run_one(&path, &root, kind)
-            }));
-        }
-    }
-    trials.push(Trial::test("tidy::at_least_40_scripts", || {
-        let count = script::discover(&scripts_root())
-            .map_err(|e| Failed::from(e.to_string()))?
-            .len();
-        if count < 40 {
-            return Err(format!(
-                "{count} scripts under scenarios/scripts; the library keeps at least 40"
-            )
-            .into());
-        }
-        Ok(())
-    }));
-    trials.push(Trial::test(
-        "tidy::script_requirements_are_catalogued",
-        script_requirements_are_catalogued,
-    ));
-    trials.push(Trial::test(
-        "engine::a_wrong_field_is_shown_side_by_side",
-        a_wrong_field_is_shown_side_by_side,
-    ));
-    trials.push(Trial::test(
-        "engine::early_missing_and_unexpected_packets_fail",
-        early_missing_and_unexpected_packets_fail,
-    ));
-    trials.push(Trial::test(
-        "engine::a_wrong_call_result_fails",
-        a_wrong_call_result_fails,
-    ));
-    trials.push(Trial::test(
-        "engine::known_failures_are_judged_exactly",
-        known_failures_are_judged_exactly,
-    ));
-    libtest_mimic::run(&args, trials).exit_code()
+    Ok(found.scripts)
 }
 
 /// Every script declares requirement ids, and each is in the catalogue, like scenarios.
 fn script_requirements_are_catalogued() -> Result<(), Failed> {
-    let catalogue = harness::requirements::Catalogue::builtin().map_err(|e| e.to_string())?;
-    let root = scripts_root();
+    let catalogue =
+        wirelab::scenario::requirements::Catalogue::builtin().map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
-    for path in script::discover(&root).map_err(|e| e.to_string())? {
-        let script = script::load(&path, &root).map_err(|e| e.to_string())?;
+    for script in scripts()? {
         if script.requirements.is_empty() {
             problems.push(format!("{}: no `// requirements:` line", script.name));
         }
@@ -111,7 +88,7 @@ fn script_requirements_are_catalogued() -> Result<(), Failed> {
 fn play(text: &str) -> script::ScriptRun {
     let parsed = script::parse(text, Path::new("inline.pkt"), "inline");
     match parsed {
-        Ok(s) => script::run(&s, StackKind::Smoltcp, 1),
+        Ok(s) => script::run(&s, "smoltcp", &wirelab::builtin_stacks(), 1),
         Err(e) => panic!("the inline script does not parse: {e}"),
     }
 }
@@ -183,7 +160,7 @@ fn known_failures_are_judged_exactly() -> Result<(), Failed> {
     let judge = |text: String| {
         let s =
             script::parse(&text, Path::new("inline.pkt"), "inline").map_err(|e| e.to_string())?;
-        let run = script::run(&s, StackKind::Smoltcp, 1);
+        let run = script::run(&s, "smoltcp", &wirelab::builtin_stacks(), 1);
         Ok::<_, String>(script::judge(&s, &run))
     };
     if !matches!(judge(text(6))?, Verdict::KnownFailure(_)) {
@@ -197,98 +174,4 @@ fn known_failures_are_judged_exactly() -> Result<(), Failed> {
         return Err("a known failure that no longer happens passed silently".into());
     }
     Ok(())
-}
-
-fn run_one(path: &Path, root: &Path, kind: StackKind) -> Result<(), Failed> {
-    if kind == StackKind::Lwip {
-        if let Err(missing) = stack::lwip::available() {
-            harness::skip_test(&missing.to_string());
-            return Ok(());
-        }
-        // An lwIP assertion aborts the process: each lwIP run gets a process of its own, so
-        // that an abort fails this test alone.
-        return run_in_child(path, root, "lwip");
-    }
-    if kind == StackKind::Linux {
-        if let Err(missing) = harness::linux_host::available() {
-            harness::skip_test(&missing);
-            return Ok(());
-        }
-        return judge_linux(path, root);
-    }
-    judge_here(path, root, kind)
-}
-
-/// A linux run is real time: played once (the kernel's timing is its own), in packetdrill's
-/// tolerance, and judged like the others.
-fn judge_linux(path: &Path, root: &Path) -> Result<(), Failed> {
-    let script = script::load(path, root).map_err(|e| Failed::from(e.to_string()))?;
-    let run = script::run(&script, StackKind::Linux, 1);
-    match script::judge(&script, &run) {
-        Verdict::Passed | Verdict::KnownFailure(_) => Ok(()),
-        Verdict::NotRun(reason) => {
-            println!("not run on linux: {reason}");
-            Ok(())
-        }
-        Verdict::Unexpected(message) => {
-            Err(format!("{message}\n--- trace ---\n{}", run.trace).into())
-        }
-    }
-}
-
-fn run_in_child(path: &Path, root: &Path, backend: &str) -> Result<(), Failed> {
-    let name = path
-        .strip_prefix(root)
-        .unwrap_or(path)
-        .with_extension("")
-        .to_string_lossy()
-        .into_owned();
-    let output = harness::child::rerun_self(CHILD_ENV, &format!("{backend}:{name}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let how = match std::os::unix::process::ExitStatusExt::signal(&output.status) {
-        Some(_) => format!(
-            "the {backend} run {}; its last words:\n",
-            harness::child::how_it_ended(output.status)
-        ),
-        None => String::new(),
-    };
-    Err(format!("{how}{}", harness::child::last_words(&output, 60)).into())
-}
-
-/// The child side of [`run_in_child`].
-fn child_main(what: &str) -> ! {
-    let result = (|| -> Result<(), String> {
-        let (backend, name) = what
-            .split_once(':')
-            .ok_or_else(|| format!("{CHILD_ENV}={what}: expected <backend>:<script>"))?;
-        let kind = harness::scenario::parse_stack(backend)?;
-        let root = scripts_root();
-        judge_here(&root.join(format!("{name}.pkt")), &root, kind).map_err(|f| {
-            f.message()
-                .map_or_else(|| "failed".to_string(), str::to_string)
-        })
-    })();
-    harness::child::exit_with(result)
-}
-
-/// Plays a script twice here, checks that both runs are identical, and judges it.
-fn judge_here(path: &Path, root: &Path, kind: StackKind) -> Result<(), Failed> {
-    let script = script::load(path, root).map_err(|e| Failed::from(e.to_string()))?;
-    let run = script::run(&script, kind, 1);
-    let again = script::run(&script, kind, 1);
-    if run.capture != again.capture || run.trace != again.trace {
-        return Err("two runs of the same script and seed differ".into());
-    }
-    match script::judge(&script, &run) {
-        Verdict::Passed | Verdict::KnownFailure(_) => Ok(()),
-        Verdict::NotRun(reason) => Err(format!(
-            "only real-time backends may decline a script, but {kind:?} did: {reason}"
-        )
-        .into()),
-        Verdict::Unexpected(message) => {
-            Err(format!("{message}\n--- trace ---\n{}", run.trace).into())
-        }
-    }
 }

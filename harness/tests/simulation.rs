@@ -2,11 +2,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use harness::apps::{AppConfig, TcpFinish};
-use harness::config::{EventAction, Impairments, ScheduledEvent, SegmentKind, TraceLevel};
-use harness::library::{builtin, host_ip, switch_of, tcp_transfer_apps, two_hosts};
-use harness::sim::{run, Outcome, RunOptions, World};
-use stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack};
+use wirelab::sim::apps::{AppConfig, TcpFinish};
+use wirelab::sim::config::{EventAction, Impairments, ScheduledEvent, SegmentKind, TraceLevel};
+use wirelab::sim::library::{builtin, host_ip, switch_of, tcp_transfer_apps, two_hosts};
+use wirelab::sim::world::{run, Outcome, RunOptions, World};
+use wirelab::stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack};
 
 #[test]
 fn every_builtin_run_completes_and_its_applications_get_what_they_expect() {
@@ -14,6 +14,7 @@ fn every_builtin_run_completes_and_its_applications_get_what_they_expect() {
         let report = run(
             scenario.config.clone(),
             &scenario.apps,
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
@@ -29,7 +30,13 @@ fn ping_gets_every_reply_over_ipv4_and_ipv6() {
     let runs = builtin(7);
     for name in ["icmp/ping_ipv4", "icmp/ping_ipv6"] {
         let s = runs.iter().find(|r| r.name == name).unwrap();
-        let report = run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap();
+        let report = run(
+            s.config.clone(),
+            &s.apps,
+            &wirelab::builtin_stacks(),
+            &RunOptions::default(),
+        )
+        .unwrap();
         let AppConfig::Ping { count, .. } = s.apps[0] else {
             unreachable!()
         };
@@ -55,7 +62,13 @@ fn tcp_delivers_every_byte_in_order_through_loss_and_every_other_impairment() {
     ] {
         for seed in [1, 2, 3] {
             let s = builtin(seed).into_iter().find(|r| r.name == name).unwrap();
-            let report = run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap();
+            let report = run(
+                s.config.clone(),
+                &s.apps,
+                &wirelab::builtin_stacks(),
+                &RunOptions::default(),
+            )
+            .unwrap();
             assert_eq!(report.outcome, Outcome::Completed, "{name} seed {seed}");
             let AppConfig::TcpClient {
                 send_bytes,
@@ -87,7 +100,13 @@ fn impairment_decisions_are_in_the_trace() {
         .into_iter()
         .find(|r| r.name == "tcp/echo_128k_every_impairment")
         .unwrap();
-    let report = run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap();
+    let report = run(
+        s.config.clone(),
+        &s.apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     let text = report.trace_text();
     for needle in [
         "dropped (loss)",
@@ -106,6 +125,7 @@ fn impairment_decisions_are_in_the_trace() {
     let report = run(
         partition.config.clone(),
         &partition.apps,
+        &wirelab::builtin_stacks(),
         &RunOptions::default(),
     )
     .unwrap();
@@ -119,9 +139,9 @@ fn impairment_decisions_are_in_the_trace() {
 fn a_switch_learns_and_stops_flooding_while_a_hub_repeats_everything() {
     let delivered = |kind| {
         let mut config = two_hosts(1, kind);
-        config
-            .hosts
-            .push(harness::config::HostConfig::new("bystander", "lan").with_ipv4("10.0.0.3/24"));
+        config.hosts.push(
+            wirelab::sim::config::HostConfig::new("bystander", "lan").with_ipv4("10.0.0.3/24"),
+        );
         let apps = vec![AppConfig::Ping {
             host: "client".into(),
             target: "10.0.0.2".parse().unwrap(),
@@ -131,7 +151,13 @@ fn a_switch_learns_and_stops_flooding_while_a_hub_repeats_everything() {
             start_us: 0,
             timeout_us: 10_000,
         }];
-        let report = run(config, &apps, &RunOptions::default()).unwrap();
+        let report = run(
+            config,
+            &apps,
+            &wirelab::builtin_stacks(),
+            &RunOptions::default(),
+        )
+        .unwrap();
         assert_eq!(report.apps[0].counter("replies_received"), 5);
         (report.stats.frames_emitted, report.stats.frames_delivered)
     };
@@ -170,7 +196,13 @@ fn link_down_loses_frames_and_link_up_brings_them_back() {
         start_us: 0,
         timeout_us: 1_000_000,
     }];
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     // Requests at 2 s and 3 s fall into the outage.
     assert_eq!(report.apps[0].counter("replies_received"), 4);
     assert!(report.trace_text().contains("server link down"));
@@ -184,7 +216,13 @@ fn bounds_end_runs_with_a_clear_outcome() {
         .into_iter()
         .find(|r| r.name == "icmp/ping_ipv4")
         .unwrap();
-    let report = run(config.clone(), &s.apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config.clone(),
+        &s.apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::TimeLimit { limit_us: 1_000 });
     assert!(report
         .outcome
@@ -193,7 +231,13 @@ fn bounds_end_runs_with_a_clear_outcome() {
 
     config.time_limit_us = 10_000_000;
     config.step_limit = 3;
-    let report = run(config, &s.apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &s.apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::StepLimit { limit: 3 });
 }
 
@@ -211,7 +255,13 @@ fn an_unreachable_peer_stalls_instead_of_hanging() {
         start_us: 0,
         timeout_us: 100_000,
     }];
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     assert_eq!(report.apps[0].counter("replies_received"), 0);
 }
@@ -244,7 +294,13 @@ fn idle_time_is_skipped_not_ticked() {
             timeout_us: None,
         },
     ];
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     assert!(report.stats.end_time_us >= hour_us);
     // 48 keep-alive exchanges in the hour, plus set-up and tear-down: a few hundred steps at
@@ -274,7 +330,13 @@ fn a_thousand_hosts_share_one_segment() {
             timeout_us: 1_000_000,
         })
         .collect();
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     let replies: u64 = (0..apps.len())
         .map(|i| report.apps[i].counter("replies_received"))
         .sum();
@@ -286,9 +348,6 @@ fn a_thousand_hosts_share_one_segment() {
 struct PanickingStack(Box<dyn Stack>, u32);
 
 impl Stack for PanickingStack {
-    fn kind(&self) -> &'static str {
-        "panicking"
-    }
     fn mac(&self) -> MacAddr {
         self.0.mac()
     }
@@ -324,10 +383,10 @@ impl Stack for PanickingStack {
     fn tcp_abort(&mut self, s: SocketId) -> Result<(), SocketError> {
         self.0.tcp_abort(s)
     }
-    fn tcp_state(&self, s: SocketId) -> Result<stack::TcpState, SocketError> {
+    fn tcp_state(&self, s: SocketId) -> Result<wirelab::stack::TcpState, SocketError> {
         self.0.tcp_state(s)
     }
-    fn tcp_end(&self, s: SocketId) -> Result<Option<stack::TcpEnd>, SocketError> {
+    fn tcp_end(&self, s: SocketId) -> Result<Option<wirelab::stack::TcpEnd>, SocketError> {
         self.0.tcp_end(s)
     }
     fn tcp_send_queue(&self, s: SocketId) -> Result<usize, SocketError> {
@@ -370,7 +429,10 @@ impl Stack for PanickingStack {
     ) -> Result<(), SocketError> {
         self.0.icmp_echo_send(s, d, q, p)
     }
-    fn icmp_echo_recv(&mut self, s: SocketId) -> Result<Option<stack::EchoReply>, SocketError> {
+    fn icmp_echo_recv(
+        &mut self,
+        s: SocketId,
+    ) -> Result<Option<wirelab::stack::EchoReply>, SocketError> {
         self.0.icmp_echo_recv(s)
     }
     fn close(&mut self, s: SocketId) -> Result<(), SocketError> {
@@ -388,9 +450,14 @@ fn a_panicking_stack_fails_its_run_with_seed_and_message_and_others_go_on() {
         wrap_stack: Some(Box::new(|inner| Box::new(PanickingStack(inner, 0)))),
         ..RunOptions::default()
     };
-    let report = World::new(s.config.clone(), &s.apps, &options)
-        .unwrap()
-        .run();
+    let report = World::new(
+        s.config.clone(),
+        &s.apps,
+        &wirelab::builtin_stacks(),
+        &options,
+    )
+    .unwrap()
+    .run();
     assert_eq!(report.seed, 5);
     match &report.outcome {
         Outcome::StackPanic { host, message } => {
@@ -403,7 +470,13 @@ fn a_panicking_stack_fails_its_run_with_seed_and_message_and_others_go_on() {
         other => panic!("expected a stack panic, got {other:?}"),
     }
     // The process goes on, and the next run is unaffected.
-    let again = run(s.config.clone(), &s.apps, &RunOptions::default()).unwrap();
+    let again = run(
+        s.config.clone(),
+        &s.apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(again.outcome, Outcome::Completed);
 }
 
@@ -423,7 +496,13 @@ fn mtu_mismatch_drops_big_frames_on_the_narrow_link() {
         start_us: 0,
         timeout_us: 100_000,
     }];
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.apps[0].counter("replies_received"), 0);
     assert!(report.trace_text().contains("dropped (over mtu)"));
 }
@@ -431,9 +510,9 @@ fn mtu_mismatch_drops_big_frames_on_the_narrow_link() {
 #[test]
 fn transfers_complete_with_every_congestion_control() {
     for cc in [
-        harness::config::CongestionControlConfig::None,
-        harness::config::CongestionControlConfig::Reno,
-        harness::config::CongestionControlConfig::Cubic,
+        wirelab::sim::config::CongestionControlConfig::None,
+        wirelab::sim::config::CongestionControlConfig::Reno,
+        wirelab::sim::config::CongestionControlConfig::Cubic,
     ] {
         let mut config = two_hosts(1, SegmentKind::PointToPoint);
         for host in &mut config.hosts {
@@ -448,6 +527,7 @@ fn transfers_complete_with_every_congestion_control() {
         let report = run(
             config,
             &tcp_transfer_apps(512 * 1024),
+            &wirelab::builtin_stacks(),
             &RunOptions::default(),
         )
         .unwrap();
@@ -475,7 +555,13 @@ fn connecting_to_a_closed_port_is_refused() {
         finish: TcpFinish::Close,
         timeout_us: None,
     }];
-    let report = run(config, &apps, &RunOptions::default()).unwrap();
+    let report = run(
+        config,
+        &apps,
+        &wirelab::builtin_stacks(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     let errors: Vec<&str> = report.apps[0]
         .errors

@@ -2,9 +2,9 @@
 
 use std::process::Command;
 
-use harness::capture::{read_capture, CaptureFormat};
-use harness::library::builtin;
-use harness::sim::{run, RunOptions};
+use wirelab::sim::library::builtin;
+use wirelab::sim::world::{run, RunOptions};
+use wirelab::wire::capture::{read_capture, CaptureFormat};
 
 fn tshark_available() -> bool {
     Command::new("tshark")
@@ -16,7 +16,7 @@ fn tshark_available() -> bool {
 #[test]
 fn tshark_reads_every_capture_cleanly() {
     if !tshark_available() {
-        harness::skip_test("tshark not found (install it with: apt-get install tshark)");
+        wirelab::skip_test("tshark not found (install it with: apt-get install tshark)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("wirelab-tshark-{}", std::process::id()));
@@ -29,7 +29,13 @@ fn tshark_reads_every_capture_cleanly() {
         for (index, scenario) in builtin(1).into_iter().enumerate() {
             let mut config = scenario.config.clone();
             config.capture.format = format;
-            let report = run(config, &scenario.apps, &RunOptions::default()).unwrap();
+            let report = run(
+                config,
+                &scenario.apps,
+                &wirelab::builtin_stacks(),
+                &RunOptions::default(),
+            )
+            .unwrap();
             for capture in &report.captures {
                 let bytes = capture.bytes.as_ref().unwrap();
                 let path = dir.join(format!(

@@ -153,7 +153,10 @@ pub struct SocketId(pub u32);
 
 /// TCP connection states as RFC 9293 names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[allow(missing_docs, reason = "the states are RFC 9293's, named as it names them")]
+#[allow(
+    missing_docs,
+    reason = "the states are RFC 9293's, named as it names them"
+)]
 pub enum TcpState {
     Closed,
     Listen,

@@ -244,7 +244,13 @@ mod tests {
             registry.build("a", config.clone()).err(),
             Some(BuildError::Failed("second a".to_string()))
         );
-        let missing = registry.build("c", config).err().expect("c is not registered");
-        assert!(missing.to_string().contains("registered: a, b"), "{missing}");
+        let missing = registry
+            .build("c", config)
+            .err()
+            .expect("c is not registered");
+        assert!(
+            missing.to_string().contains("registered: a, b"),
+            "{missing}"
+        );
     }
 }

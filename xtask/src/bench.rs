@@ -10,14 +10,16 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use harness::apps::{AppConfig, TcpFinish};
-use harness::capture::CaptureFormat;
-use harness::config::{CongestionControlConfig, Impairments, LossModel, SegmentKind, TraceLevel};
-use harness::library::{host_ip, switch_of, tcp_transfer_apps, two_hosts};
-use harness::sim::{RunOptions, RunReport, World};
 use serde_json::{json, Value};
-use stack::smoltcp::SmoltcpStack;
-use stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig};
+use wirelab::backends::smoltcp::SmoltcpStack;
+use wirelab::sim::apps::{AppConfig, TcpFinish};
+use wirelab::sim::config::{
+    CongestionControlConfig, Impairments, LossModel, SegmentKind, TraceLevel,
+};
+use wirelab::sim::library::{host_ip, switch_of, tcp_transfer_apps, two_hosts};
+use wirelab::sim::world::{RunOptions, RunReport, World};
+use wirelab::stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig};
+use wirelab::wire::capture::CaptureFormat;
 
 const GIB: u64 = 1 << 30;
 /// ns-3.37 on this kind of machine (DESIGN.md): 100 MB TCP over 1 Gbit/s, 1 ms, and 1000 UDP
@@ -136,7 +138,10 @@ pub fn run(json_out: Option<PathBuf>, quick: bool, filter: Option<String>) -> an
     }
     if let Some(path) = json_out {
         let doc = json!({ "scale_divisor": scale, "workloads": figures, "ratios": ratios });
-        harness::golden::write_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        wirelab::scenario::golden::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )?;
         println!("figures written to {}", path.display());
     }
     Ok(())
@@ -294,12 +299,12 @@ pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
 /// run alone, as ns-3's figures are its simulator loop and the bare loop's exclude building its
 /// two stacks; building (a stack and its buffers per host) is reported as `setup_s`.
 fn run_timed(
-    config: harness::config::WorldConfig,
+    config: wirelab::sim::config::WorldConfig,
     apps: &[AppConfig],
     options: &RunOptions,
 ) -> anyhow::Result<(RunReport, f64, f64)> {
     let start = Instant::now();
-    let world = World::new(config, apps, options)?;
+    let world = World::new(config, apps, &wirelab::builtin_stacks(), options)?;
     let setup_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let report = world.run();
@@ -330,7 +335,7 @@ impl BarePair {
     fn new(
         bytes: u64,
         buffer_bytes: usize,
-        congestion_control: stack::CongestionControl,
+        congestion_control: wirelab::stack::CongestionControl,
     ) -> anyhow::Result<BarePair> {
         let config = |name: &str, index: u32, ip: [u8; 4]| {
             let mut c = StackConfig::new(name, MacAddr::local_from_index(index), index as u64);
@@ -402,7 +407,7 @@ impl BarePair {
 /// Two smoltcp stacks shuttling frames to each other in a plain loop: the ceiling the harness
 /// is measured against. Same stack code, same buffers, same application chunking.
 fn bare_tcp(bytes: u64) -> anyhow::Result<Value> {
-    let mut pair = BarePair::new(bytes, 256 * 1024, stack::CongestionControl::None)?;
+    let mut pair = BarePair::new(bytes, 256 * 1024, wirelab::stack::CongestionControl::None)?;
     let mut to_server = FrameQueue::new();
     let mut to_client = FrameQueue::new();
     let mut spare = Vec::new();
@@ -447,7 +452,7 @@ fn bare_tcp(bytes: u64) -> anyhow::Result<Value> {
 /// what smoltcp itself costs for that workload, the floor under the harness's wall time.
 fn bare_tcp_paced(bytes: u64) -> anyhow::Result<Value> {
     use std::collections::VecDeque;
-    let mut pair = BarePair::new(bytes, 1 << 20, stack::CongestionControl::Reno)?;
+    let mut pair = BarePair::new(bytes, 1 << 20, wirelab::stack::CongestionControl::Reno)?;
     let mut egress = FrameQueue::new();
     // Frames in flight, in the order they were sent: true for those going to the server.
     let mut in_flight: VecDeque<(bool, Vec<u8>)> = VecDeque::new();
@@ -619,10 +624,12 @@ fn tcp_over_link(bytes: u64, time_stacks: bool) -> anyhow::Result<Value> {
 fn seed_sweep(seeds: u64) -> anyhow::Result<Value> {
     use rayon::prelude::*;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let scenario = harness::scenario::load(&root.join("tcp/bulk_loss_1pct.toml"), &root)
+    let stacks = wirelab::builtin_stacks();
+    let scenario = wirelab::scenario::load(&root.join("tcp/bulk_loss_1pct.toml"), &root, &stacks)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let judge = |seed: u64| {
-        harness::check::check(&scenario, seed, &RunOptions::default()).map_or(true, |c| !c.passed())
+        wirelab::scenario::check::check(&scenario, seed, &stacks, &RunOptions::default())
+            .map_or(true, |c| !c.passed())
     };
     let warm_up = (seeds / 10).max(1);
     let mut walls = Vec::new();
@@ -805,7 +812,7 @@ impl Probe {
     }
 
     /// Wraps every stack of a run with this probe.
-    fn wrap(self: &std::rc::Rc<Probe>) -> harness::sim::StackWrapper {
+    fn wrap(self: &std::rc::Rc<Probe>) -> wirelab::sim::world::StackWrapper {
         let probe = self.clone();
         Box::new(move |inner| {
             Box::new(TimedStack {
@@ -851,9 +858,6 @@ macro_rules! timed {
 }
 
 impl Stack for TimedStack {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
     fn mac(&self) -> MacAddr {
         self.inner.mac()
     }
@@ -872,62 +876,87 @@ impl Stack for TimedStack {
     fn poll_at(&mut self, now_us: u64) -> Option<u64> {
         timed!(self, self.inner.poll_at(now_us))
     }
-    fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<stack::SocketId, SocketError> {
+    fn tcp_listen(
+        &mut self,
+        port: u16,
+        backlog: usize,
+    ) -> Result<wirelab::stack::SocketId, SocketError> {
         self.inner.tcp_listen(port, backlog)
     }
-    fn tcp_accept(&mut self, l: stack::SocketId) -> Result<Option<stack::SocketId>, SocketError> {
+    fn tcp_accept(
+        &mut self,
+        l: wirelab::stack::SocketId,
+    ) -> Result<Option<wirelab::stack::SocketId>, SocketError> {
         self.inner.tcp_accept(l)
     }
-    fn tcp_connect(&mut self, remote: SocketAddr) -> Result<stack::SocketId, SocketError> {
+    fn tcp_connect(&mut self, remote: SocketAddr) -> Result<wirelab::stack::SocketId, SocketError> {
         self.inner.tcp_connect(remote)
     }
-    fn tcp_send(&mut self, s: stack::SocketId, data: &[u8]) -> Result<usize, SocketError> {
+    fn tcp_send(&mut self, s: wirelab::stack::SocketId, data: &[u8]) -> Result<usize, SocketError> {
         timed!(self, self.inner.tcp_send(s, data))
     }
-    fn tcp_recv(&mut self, s: stack::SocketId, buf: &mut [u8]) -> Result<usize, SocketError> {
+    fn tcp_recv(
+        &mut self,
+        s: wirelab::stack::SocketId,
+        buf: &mut [u8],
+    ) -> Result<usize, SocketError> {
         timed!(self, self.inner.tcp_recv(s, buf))
     }
     fn tcp_recv_with(
         &mut self,
-        s: stack::SocketId,
+        s: wirelab::stack::SocketId,
         limit: usize,
         consume: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, SocketError> {
         timed!(self, self.inner.tcp_recv_with(s, limit, consume))
     }
-    fn tcp_shutdown(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+    fn tcp_shutdown(&mut self, s: wirelab::stack::SocketId) -> Result<(), SocketError> {
         self.inner.tcp_shutdown(s)
     }
-    fn tcp_abort(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+    fn tcp_abort(&mut self, s: wirelab::stack::SocketId) -> Result<(), SocketError> {
         self.inner.tcp_abort(s)
     }
-    fn tcp_state(&self, s: stack::SocketId) -> Result<stack::TcpState, SocketError> {
+    fn tcp_state(
+        &self,
+        s: wirelab::stack::SocketId,
+    ) -> Result<wirelab::stack::TcpState, SocketError> {
         self.inner.tcp_state(s)
     }
-    fn tcp_end(&self, s: stack::SocketId) -> Result<Option<stack::TcpEnd>, SocketError> {
+    fn tcp_end(
+        &self,
+        s: wirelab::stack::SocketId,
+    ) -> Result<Option<wirelab::stack::TcpEnd>, SocketError> {
         self.inner.tcp_end(s)
     }
-    fn tcp_send_queue(&self, s: stack::SocketId) -> Result<usize, SocketError> {
+    fn tcp_send_queue(&self, s: wirelab::stack::SocketId) -> Result<usize, SocketError> {
         self.inner.tcp_send_queue(s)
     }
-    fn tcp_set_keepalive(&mut self, s: stack::SocketId, i: Option<u64>) -> Result<(), SocketError> {
+    fn tcp_set_keepalive(
+        &mut self,
+        s: wirelab::stack::SocketId,
+        i: Option<u64>,
+    ) -> Result<(), SocketError> {
         self.inner.tcp_set_keepalive(s, i)
     }
-    fn tcp_set_nagle(&mut self, s: stack::SocketId, on: bool) -> Result<(), SocketError> {
+    fn tcp_set_nagle(&mut self, s: wirelab::stack::SocketId, on: bool) -> Result<(), SocketError> {
         self.inner.tcp_set_nagle(s, on)
     }
-    fn tcp_set_timeout(&mut self, s: stack::SocketId, t: Option<u64>) -> Result<(), SocketError> {
+    fn tcp_set_timeout(
+        &mut self,
+        s: wirelab::stack::SocketId,
+        t: Option<u64>,
+    ) -> Result<(), SocketError> {
         self.inner.tcp_set_timeout(s, t)
     }
-    fn udp_bind(&mut self, port: u16) -> Result<stack::SocketId, SocketError> {
+    fn udp_bind(&mut self, port: u16) -> Result<wirelab::stack::SocketId, SocketError> {
         self.inner.udp_bind(port)
     }
-    fn udp_local_port(&self, s: stack::SocketId) -> Result<u16, SocketError> {
+    fn udp_local_port(&self, s: wirelab::stack::SocketId) -> Result<u16, SocketError> {
         self.inner.udp_local_port(s)
     }
     fn udp_send_to(
         &mut self,
-        s: stack::SocketId,
+        s: wirelab::stack::SocketId,
         d: SocketAddr,
         data: &[u8],
     ) -> Result<(), SocketError> {
@@ -935,17 +964,17 @@ impl Stack for TimedStack {
     }
     fn udp_recv_from(
         &mut self,
-        s: stack::SocketId,
+        s: wirelab::stack::SocketId,
         buf: &mut [u8],
     ) -> Result<Option<(usize, SocketAddr)>, SocketError> {
         timed!(self, self.inner.udp_recv_from(s, buf))
     }
-    fn icmp_echo_open(&mut self, ident: u16) -> Result<stack::SocketId, SocketError> {
+    fn icmp_echo_open(&mut self, ident: u16) -> Result<wirelab::stack::SocketId, SocketError> {
         self.inner.icmp_echo_open(ident)
     }
     fn icmp_echo_send(
         &mut self,
-        s: stack::SocketId,
+        s: wirelab::stack::SocketId,
         d: IpAddr,
         seq: u16,
         p: &[u8],
@@ -954,11 +983,11 @@ impl Stack for TimedStack {
     }
     fn icmp_echo_recv(
         &mut self,
-        s: stack::SocketId,
-    ) -> Result<Option<stack::EchoReply>, SocketError> {
+        s: wirelab::stack::SocketId,
+    ) -> Result<Option<wirelab::stack::EchoReply>, SocketError> {
         timed!(self, self.inner.icmp_echo_recv(s))
     }
-    fn close(&mut self, s: stack::SocketId) -> Result<(), SocketError> {
+    fn close(&mut self, s: wirelab::stack::SocketId) -> Result<(), SocketError> {
         self.inner.close(s)
     }
 }
@@ -967,7 +996,7 @@ impl Stack for TimedStack {
 /// second apart. Pairs start at evenly spread instants within the first half second (1 ms apart
 /// at 1000 hosts), so that their ARP broadcasts do not all land at one instant and every pair
 /// has resolved its partner and had its first reply before one second of virtual time.
-fn ping_pairs_world(hosts: u32) -> (harness::config::WorldConfig, Vec<AppConfig>) {
+fn ping_pairs_world(hosts: u32) -> (wirelab::sim::config::WorldConfig, Vec<AppConfig>) {
     let mut config = switch_of(1, hosts);
     config.capture.enabled = false;
     config.trace = TraceLevel::Decisions;

@@ -20,8 +20,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use harness::capture::{read_capture, CaptureFormat, CaptureWriter};
-use harness::fuzz::{ingress_advance_byte, INGRESS_HOST_MAC, TARGETS};
+use wirelab::fuzz::{ingress_advance_byte, INGRESS_HOST_MAC, TARGETS};
+use wirelab::wire::capture::{read_capture, CaptureFormat, CaptureWriter};
 
 /// Flags that make cargo-fuzz build on stable (see the module documentation).
 const CARGO_FUZZ_FLAGS: [&str; 3] = ["--sanitizer", "none", "--no-cfg-fuzzing"];
@@ -370,11 +370,16 @@ fn write_seeds(root: &Path) -> Result<()> {
         }
     }
     let scenarios_root = root.join("scenarios");
-    let paths = harness::scenario::discover(&scenarios_root).context("listing scenarios")?;
+    let found = wirelab::scenario::folder::find(
+        std::slice::from_ref(&scenarios_root),
+        &wirelab::builtin_stacks(),
+    );
+    if !found.errors.is_empty() {
+        anyhow::bail!("{}", found.errors.join("\n"));
+    }
     let mut counts = [0usize; 6];
-    for path in &paths {
-        let scenario =
-            harness::scenario::load(path, &scenarios_root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for scenario in &found.scenarios {
+        let path = &scenario.path;
         let slug = scenario.name.replace('/', "-");
         // scenario_parse: the file itself.
         let text = std::fs::read(path)?;
@@ -430,7 +435,7 @@ fn write_seeds(root: &Path) -> Result<()> {
         // smoltcp_ingress: what the first host sent the second, replayed to a host with the
         // second host's seed, so that its ISNs match the capture and the conversation goes on.
         if scenario.config.hosts.len() == 2 && scenario.config.host_mac(1) == INGRESS_HOST_MAC {
-            if let Some(seed) = ingress_seed(&scenario, &frames) {
+            if let Some(seed) = ingress_seed(scenario, &frames) {
                 put(&corpus.join("smoltcp_ingress"), &slug, &seed)?;
                 counts[2] += 1;
             }
@@ -455,15 +460,15 @@ fn write_seeds(root: &Path) -> Result<()> {
 
 /// A `smoltcp_ingress` input replaying the frames host 0 sent to host 1 (or broadcast).
 fn ingress_seed(
-    scenario: &harness::scenario::Scenario,
-    frames: &[harness::capture::CapturedFrame],
+    scenario: &wirelab::scenario::format::Scenario,
+    frames: &[wirelab::wire::capture::CapturedFrame],
 ) -> Option<Vec<u8>> {
     let host = &scenario.config.hosts[1];
     let seed =
-        harness::rng::derive_seed(scenario.config.seed, &format!("host/{}/stack", host.name));
+        wirelab::sim::rng::derive_seed(scenario.config.seed, &format!("host/{}/stack", host.name));
     let host_mac = scenario.config.host_mac(1).0;
     let peer_mac = scenario.config.host_mac(0).0;
-    let sent: Vec<&harness::capture::CapturedFrame> = frames
+    let sent: Vec<&wirelab::wire::capture::CapturedFrame> = frames
         .iter()
         .filter(|f| f.data.len() >= 14 && f.data[6..12] == peer_mac)
         .filter(|f| f.data[0..6] == host_mac || f.data[0] & 1 == 1)
@@ -517,7 +522,7 @@ fn etherparse_ports(frame: &[u8]) -> Result<(u8, u16), ()> {
     Ok((protocol, u16::from_be_bytes([port[0], port[1]])))
 }
 
-/// Hand-made `simulation` inputs (see `harness::fuzz::simulation_world` for the layout).
+/// Hand-made `simulation` inputs (see `wirelab::fuzz::simulation_world` for the layout).
 fn simulation_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         // Two hosts on a switch: one ping.

@@ -1,16 +1,12 @@
-//! wirelab's command line (`cargo xtask ...`): run the scenario library, bless goldens, benchmark, and fuzz.
+//! wirelab's development commands (`cargo xtask ...`): the scenario library and its matrix through the `wirelab` command, benchmarks, fuzzing, the schema.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod conformance;
 mod fuzz;
-mod scenarios;
-mod scripts;
-mod tap;
 
 #[derive(Parser)]
 #[command(
@@ -24,45 +20,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the scenario files, write captures, traces and snapshots, compare with the goldens.
+    /// Run the scenario library (scenarios/: scenario files, then conformance scripts) with
+    /// the goldens in golden/: `wirelab run scenarios/` from the workspace's root (or the
+    /// paths given).
     Scenarios {
-        /// Only scenarios whose name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Run with this seed instead of each scenario's own (goldens are compared only at a
-        /// scenario's own seed).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Run each scenario with this many consecutive seeds, from --seed or its own, checking
-        /// expectations and oracles on every one.
-        #[arg(long)]
-        seeds: Option<u64>,
-        /// Worker threads (the output is the same for any number).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Where captures, traces and the summary go.
-        #[arg(long, default_value = "target/wirelab")]
-        out: PathBuf,
-        /// Rewrite the goldens with what this run produced.
-        #[arg(long)]
-        bless: bool,
-        /// Run every host on this stack (smoltcp or lwip) instead of the scenario's own; each
-        /// run goes in a child process, so a stack that aborts fails only its run. Its goldens
-        /// are golden/<name>@<stack>.* (with --bless, written there).
-        #[arg(long, value_parser = harness::scenario::parse_stack)]
-        stack: Option<harness::config::StackKind>,
-        /// Run every scenario on two stacks (like smoltcp,lwip), each in a child process, and
-        /// report their verdicts and normalized differences (text, and <out>/diff.json).
-        #[arg(long, value_parser = scenarios::parse_pair)]
-        diff: Option<(harness::config::StackKind, harness::config::StackKind)>,
-        /// Test hook: make an lwIP assertion fire in the child running this scenario.
-        #[arg(long, hide = true)]
-        test_lwip_assert: Option<String>,
+        #[command(flatten)]
+        args: wirelab_cli::run::RunArgs,
     },
-    /// Run every scenario (and script) on each available backend and print the RFC requirement
-    /// matrix; write it to scenarios/CONFORMANCE.md and <out>/conformance.json.
+    /// Run the library on each available backend, print the RFC requirement matrix, and
+    /// write it to scenarios/CONFORMANCE.md and <out>/conformance.json.
     Conformance {
-        /// Where conformance.json and the lwIP runs' artifacts go.
+        /// Where conformance.json and the runs' artifacts go.
         #[arg(long, default_value = "target/wirelab")]
         out: PathBuf,
         /// Fail (exit 1) when the committed scenarios/CONFORMANCE.md differs from what this
@@ -72,33 +40,6 @@ enum Command {
         /// Worker threads.
         #[arg(long)]
         jobs: Option<usize>,
-    },
-    /// Internal: run one scenario in this process and print its result as JSON.
-    #[command(hide = true)]
-    ScenarioChild {
-        name: String,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long, value_parser = harness::scenario::parse_stack)]
-        stack: harness::config::StackKind,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        bless: bool,
-        #[arg(long)]
-        no_artifacts: bool,
-        /// Also judge the run against turmoil's application-level reference.
-        #[arg(long)]
-        reference: bool,
-    },
-    /// Internal: play one conformance script on one backend and print its result as JSON.
-    #[command(hide = true)]
-    ScriptChild {
-        name: String,
-        #[arg(long, value_parser = harness::scenario::parse_stack)]
-        backend: harness::config::StackKind,
-        #[arg(long)]
-        out: PathBuf,
     },
     /// Measure the simulator against its baselines and targets (release build).
     Bench {
@@ -113,20 +54,10 @@ enum Command {
         filter: Option<String>,
     },
     /// Expose a smoltcp host on a TAP device in a namespace of wirelab's own (root and
-    /// /dev/net/tun needed), in real time, for ping, curl, tcpdump and friends.
+    /// /dev/net/tun needed), in real time: `wirelab tap`.
     Tap {
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        seconds: Option<u64>,
-        /// Bytes the TCP server on port 7 sends to every connection.
-        #[arg(long, default_value_t = 1000)]
-        reply_bytes: u64,
-        /// Write every frame to this pcap file at the end.
-        #[arg(long)]
-        pcap: Option<PathBuf>,
-        /// The host's seed (ISNs, ephemeral ports).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        #[command(flatten)]
+        args: wirelab_cli::tap::TapArgs,
     },
     /// Build the cargo-fuzz targets (on stable) and fuzz them; print exec/s and coverage.
     Fuzz {
@@ -158,64 +89,45 @@ enum Command {
     BenchOne { name: String, scale: u64 },
 }
 
+/// The workspace's root, where `scenarios/` and `golden/` live, wherever xtask runs from.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
 fn main() -> ExitCode {
+    let stacks = wirelab::builtin_stacks();
+    wirelab_cli::serve_child_if_asked(&stacks);
     let cli = Cli::parse();
+    let root = workspace_root();
     let result = match cli.command {
-        Command::Scenarios {
-            filter,
-            seed,
-            seeds,
-            jobs,
-            out,
-            bless,
-            stack,
-            diff,
-            test_lwip_assert,
-        } => scripts::scenarios_then_scripts(scenarios::Options {
-            filter,
-            seed,
-            seeds,
-            jobs,
-            out,
-            bless,
-            stack,
-            diff,
-            test_lwip_assert,
-        }),
-        Command::ScriptChild { name, backend, out } => {
-            scripts::child(&name, backend, &out, &scenarios::workspace_root())
-                .map(|()| ExitCode::SUCCESS)
+        Command::Scenarios { mut args } => {
+            if args.paths.is_empty() {
+                args.paths = vec![root.join("scenarios")];
+                args.golden = args.golden.or_else(|| Some(root.join("golden")));
+            }
+            wirelab_cli::run::run(args, &stacks, "cargo xtask scenarios")
         }
-        Command::ScenarioChild {
-            name,
-            seed,
-            stack,
-            out,
-            bless,
-            no_artifacts,
-            reference,
-        } => scenarios::child(&name, seed, stack, &out, bless, !no_artifacts, reference)
-            .map(|()| ExitCode::SUCCESS),
-        Command::Conformance { out, check, jobs } => {
-            conformance::run(conformance::Options { out, check, jobs })
-        }
+        Command::Conformance { out, check, jobs } => wirelab_cli::conformance::run(
+            wirelab_cli::conformance::ConformanceArgs {
+                paths: vec![root.join("scenarios")],
+                out,
+                markdown: Some(root.join("scenarios/CONFORMANCE.md")),
+                check,
+                stacks: Vec::new(),
+                jobs,
+                command: "cargo xtask conformance".to_string(),
+            },
+            &stacks,
+        ),
         Command::Bench {
             json,
             quick,
             filter,
         } => bench::run(json, quick, filter).map(|()| ExitCode::SUCCESS),
-        Command::Tap {
-            seconds,
-            reply_bytes,
-            pcap,
-            seed,
-        } => tap::run(tap::Options {
-            seconds,
-            reply_bytes,
-            pcap,
-            seed,
-        })
-        .map(|()| ExitCode::SUCCESS),
+        Command::Tap { args } => wirelab_cli::tap::run(args),
         Command::Fuzz {
             target,
             time_s,
@@ -231,16 +143,22 @@ fn main() -> ExitCode {
             runs,
             seed,
         }),
-        Command::Schema => scenarios::write_schema().map(|()| ExitCode::SUCCESS),
+        Command::Schema => write_schema(&root),
         Command::BenchOne { name, scale } => {
             bench::run_one(&name, scale).map(|()| ExitCode::SUCCESS)
         }
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    wirelab_cli::finish(result)
+}
+
+/// Writes the scenario files' JSON Schema where editors and the tidy test find it.
+fn write_schema(root: &Path) -> anyhow::Result<ExitCode> {
+    let path = root.join("scenarios/schema.json");
+    wirelab::scenario::golden::write_atomic(
+        &path,
+        wirelab::scenario::format::json_schema().as_bytes(),
+    )
+    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,8 @@ use std::process::Command;
 
 #[test]
 fn smoltcp_and_lwip_differ_where_they_are_known_to() {
-    if let Err(missing) = stack::lwip::available() {
-        harness::skip_test(&missing.to_string());
+    if let Err(missing) = wirelab::backends::lwip::available() {
+        wirelab::skip_test(&missing.to_string());
         return;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("diff-handshake");

@@ -20,7 +20,7 @@ fn xtask(args: &[&str], out: &Path) -> (bool, String) {
 
 fn leftovers() -> Vec<String> {
     // The children that ran the kernel hosts have exited: none of their namespaces may stay.
-    harness::tap::leftover_namespaces()
+    wirelab::backends::linux::netns::leftover_namespaces()
         .into_iter()
         .filter(|n| {
             let pid = n.split('-').nth(1).unwrap_or_default();
@@ -31,8 +31,8 @@ fn leftovers() -> Vec<String> {
 
 #[test]
 fn the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to() {
-    if let Err(missing) = harness::linux_host::available() {
-        harness::skip_test(&missing);
+    if let Err(missing) = wirelab::backends::linux::available() {
+        wirelab::skip_test(&missing);
         return;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-handshake");
@@ -52,7 +52,10 @@ fn the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to() {
         &out,
     );
     assert!(ok, "a skipped scenario is not a failure: {text}");
-    assert!(text.contains("not on linux: it has 51 hosts"), "{text}");
+    assert!(
+        text.contains("not on linux: 51 hosts run on stack `linux`, which allows at most 16"),
+        "{text}"
+    );
 
     let diff_out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("diff-linux-handshake");
     let (ok, text) = xtask(

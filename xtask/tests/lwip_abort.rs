@@ -9,8 +9,8 @@ use std::process::Command;
 
 #[test]
 fn an_lwip_assertion_fails_only_its_own_run() {
-    if let Err(missing) = stack::lwip::available() {
-        harness::skip_test(&missing.to_string());
+    if let Err(missing) = wirelab::backends::lwip::available() {
+        wirelab::skip_test(&missing.to_string());
         return;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort");
@@ -57,8 +57,8 @@ fn an_lwip_assertion_fails_only_its_own_run() {
 /// message (printed on standard output, just before the abort), and the command fails.
 #[test]
 fn an_lwip_assertion_in_a_script_is_reported_with_lwips_message() {
-    if let Err(missing) = stack::lwip::available() {
-        harness::skip_test(&missing.to_string());
+    if let Err(missing) = wirelab::backends::lwip::available() {
+        wirelab::skip_test(&missing.to_string());
         return;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort-script");
@@ -74,7 +74,7 @@ fn an_lwip_assertion_in_a_script_is_reported_with_lwips_message() {
             "--out",
         ])
         .arg(&out)
-        .env(stack::lwip::TEST_ASSERT_ENV, "under-test")
+        .env(wirelab::backends::lwip::TEST_ASSERT_ENV, "under-test")
         .output()
         .expect("xtask runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

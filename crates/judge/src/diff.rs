@@ -838,8 +838,8 @@ fn normalize_tcp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::capture::{CaptureFormat, CaptureWriter};
     use etherparse::PacketBuilder;
+    use wire::capture::{CaptureFormat, CaptureWriter};
 
     /// A TCP frame between two fixed hosts.
     #[allow(clippy::too_many_arguments)]

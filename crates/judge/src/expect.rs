@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sim::apps::{AppConfig, AppReport};
 
 use sim::config::{closest, did_you_mean, WorldConfig};
-use sim::world::{Outcome, RunReport};
 use sim::trace::TraceKind;
+use sim::world::{Outcome, RunReport};
 use stack::MacAddr;
 
 use crate::oracle::Violation;
@@ -848,7 +848,9 @@ impl<'a> Evidence<'a> {
             report,
             violations,
             frames: frames_of(report),
-            macs: (0..config.hosts.len()).map(|i| config.host_mac(i)).collect(),
+            macs: (0..config.hosts.len())
+                .map(|i| config.host_mac(i))
+                .collect(),
         }
     }
 
@@ -989,4 +991,3 @@ fn judge(
         }
     }
 }
-

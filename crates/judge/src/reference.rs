@@ -1010,9 +1010,7 @@ pub fn run_reference(scenario: Workload<'_>) -> Result<ReferenceRun, String> {
                     if let Some(h) = config.host_index(host) {
                         match direction {
                             sim::config::Direction::ToSegment => links[h].0 = impairments.clone(),
-                            sim::config::Direction::FromSegment => {
-                                links[h].1 = impairments.clone()
-                            }
+                            sim::config::Direction::FromSegment => links[h].1 = impairments.clone(),
                         }
                         set_latencies(&sim, &links);
                     }

@@ -292,7 +292,6 @@ pub fn check_on(
     Ok(checked)
 }
 
-
 /// Checks that a snapshot's frame lines are exactly the frames of a segment's capture:
 /// the reviewed text and the byte-exact golden must tell the same story.
 pub fn snapshot_agrees_with_capture(

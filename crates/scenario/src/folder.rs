@@ -156,10 +156,7 @@ fn files_under(path: &Path) -> std::io::Result<Vec<PathBuf>> {
             let path = entry?.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "toml" || e == "pkt")
-            {
+            } else if path.extension().is_some_and(|e| e == "toml" || e == "pkt") {
                 files.push(path);
             }
         }

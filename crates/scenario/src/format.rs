@@ -170,6 +170,14 @@ pub fn parse_stack(text: &str, stacks: &Registry) -> Result<String, String> {
 }
 
 impl Scenario {
+    /// What turmoil's application-level reference reads of it: the world and the apps.
+    pub fn workload(&self) -> judge::reference::Workload<'_> {
+        judge::reference::Workload {
+            config: &self.config,
+            apps: &self.apps,
+        }
+    }
+
     /// The stack every host runs, if they all run the same one.
     pub fn run_stack(&self) -> Option<&str> {
         let first = &self.config.hosts.first()?.stack;
@@ -568,10 +576,7 @@ pub fn parse(
         } = expectation
         {
             if !stacks.contains(only) {
-                return Err(unregistered(
-                    root.key("expect").index(i).key("stack"),
-                    only,
-                ));
+                return Err(unregistered(root.key("expect").index(i).key("stack"), only));
             }
         }
     }
@@ -664,6 +669,12 @@ pub fn json_schema() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check_on;
+    use sim::world::RunOptions;
+
+    fn stacks() -> Registry {
+        backends::builtin()
+    }
 
     const GOOD: &str = r#"
 name = "t/ok"
@@ -696,12 +707,12 @@ equals = 4
 "#;
 
     fn err(text: &str) -> ScenarioError {
-        parse(text, Path::new("s.toml"), None).expect_err("the scenario is invalid")
+        parse(text, Path::new("s.toml"), None, &stacks()).expect_err("the scenario is invalid")
     }
 
     #[test]
     fn a_good_file_parses() {
-        let s = parse(GOOD, Path::new("s.toml"), Some("t/ok")).expect("valid");
+        let s = parse(GOOD, Path::new("s.toml"), Some("t/ok"), &stacks()).expect("valid");
         assert_eq!(s.config.hosts.len(), 2);
         assert_eq!(s.apps.len(), 1);
         assert_eq!(s.expectation_apps, vec![Some(0)]);
@@ -759,7 +770,8 @@ equals = 4
 
     #[test]
     fn a_wrong_name_is_reported() {
-        let e = parse(GOOD, Path::new("s.toml"), Some("t/other")).expect_err("name differs");
+        let e =
+            parse(GOOD, Path::new("s.toml"), Some("t/other"), &stacks()).expect_err("name differs");
         assert_eq!(e.line, 2, "{e}");
     }
 
@@ -780,7 +792,12 @@ equals = 4
     /// GOOD with the ping's reply count expected to be `equals`, and these tables added.
     fn with_known(equals: u32, extra: &str) -> Result<Scenario, ScenarioError> {
         let text = GOOD.replace("equals = 4", &format!("equals = {equals}"));
-        parse(&format!("{text}\n{extra}"), Path::new("s.toml"), None)
+        parse(
+            &format!("{text}\n{extra}"),
+            Path::new("s.toml"),
+            None,
+            &stacks(),
+        )
     }
 
     const KNOWN: &str =
@@ -788,8 +805,9 @@ equals = 4
 
     #[test]
     fn a_known_failure_must_fail_exactly_as_recorded() {
-        let run =
-            |s: &Scenario, stack| check_on(s, stack, 1, &RunOptions::default()).expect("runs");
+        let run = |s: &Scenario, stack| {
+            check_on(s, stack, 1, &stacks(), &RunOptions::default()).expect("runs")
+        };
         // Four replies arrive; expecting five fails, and the known failure accepts that.
         let known = with_known(5, KNOWN).expect("valid");
         let checked = run(&known, None);
@@ -844,13 +862,10 @@ equals = 4
         // A stack's finding is judged only with every host on that stack.
         let s = with_known(4, finding).expect("valid");
         assert_eq!(s.on_stack(None).expectations.len(), 1);
-        assert_eq!(s.on_stack(Some(StackKind::Lwip)).expectations.len(), 2);
-        assert_eq!(
-            s.on_stack(Some(StackKind::Lwip)).expectation_numbers,
-            [1, 2]
-        );
-        assert_eq!(parse_stack("lwip"), Ok(StackKind::Lwip));
-        assert!(parse_stack("lwipp").is_err_and(|e| e.contains("did you mean `lwip`?")));
+        assert_eq!(s.on_stack(Some("lwip")).expectations.len(), 2);
+        assert_eq!(s.on_stack(Some("lwip")).expectation_numbers, [1, 2]);
+        assert_eq!(parse_stack("lwip", &stacks()), Ok("lwip".to_string()));
+        assert!(parse_stack("lwipp", &stacks()).is_err_and(|e| e.contains("did you mean `lwip`?")));
     }
 
     #[test]
@@ -859,7 +874,7 @@ equals = 4
             "[[apps]]",
             "[[host_groups]]\nprefix = \"h\"\ncount = 3\nsegment = \"lan\"\nfirst_ipv4 = \"10.0.1.254/16\"\n\n[[apps]]\nkind = \"ping\"\nhost = \"h*\"\ntarget = \"10.0.0.2\"\n\n[[apps]]",
         );
-        let s = parse(&text, Path::new("s.toml"), None).expect("valid");
+        let s = parse(&text, Path::new("s.toml"), None, &stacks()).expect("valid");
         let names: Vec<&str> = s.config.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["client", "server", "h1", "h2", "h3"]);
         assert_eq!(
@@ -878,7 +893,7 @@ equals = 4
                      link.to_segment.loss = { model = \"independent\", probability = 0.01 }\n\n\
                      [[apps]]";
         let text = GOOD.replacen("[[apps]]", group, 1);
-        let s = parse(&text, Path::new("s.toml"), None).expect("valid");
+        let s = parse(&text, Path::new("s.toml"), None, &stacks()).expect("valid");
         for host in &s.config.hosts[2..] {
             assert_eq!(host.ip_mtu_bytes, 576);
             assert_eq!(host.congestion_control, CongestionControlConfig::Reno);

@@ -407,7 +407,14 @@ mod tests {
             lwip.captures[1].1,
             Path::new("golden/tcp/handshake@lwip.b.pcap")
         );
+        let stacks = ["smoltcp", "lwip", "smoltcp@0.12"];
+        let belongs_to = |relative: &str, name: &str| belongs_to(relative, name, stacks);
         assert!(belongs_to("tcp/handshake.snap", "tcp/handshake"));
+        // A stack's name may hold dots: the registered names decide where it ends.
+        assert!(belongs_to(
+            "tcp/handshake@smoltcp@0.12.snap",
+            "tcp/handshake"
+        ));
         assert!(belongs_to("tcp/handshake@lwip.snap", "tcp/handshake"));
         assert!(belongs_to("tcp/handshake@lwip.lan.pcapng", "tcp/handshake"));
         assert!(!belongs_to("tcp/handshake@nosuch.snap", "tcp/handshake"));

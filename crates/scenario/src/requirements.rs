@@ -122,7 +122,7 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// The catalogue checked in at `harness/src/requirements.toml`, parsed and validated once,
+    /// The catalogue checked in at `crates/scenario/src/requirements.toml`, parsed and validated once,
     /// including the rule that RFC 9293's 69 MUSTs are all there.
     pub fn builtin() -> Result<&'static Catalogue, CatalogueError> {
         static BUILTIN: OnceLock<Result<Catalogue, CatalogueError>> = OnceLock::new();
@@ -269,7 +269,7 @@ impl Catalogue {
         }
         let hint = sim::config::did_you_mean(id, self.index.keys().map(String::as_str));
         Some(format!(
-            "requirement `{id}` is not in the catalogue (harness/src/requirements.toml){hint}"
+            "requirement `{id}` is not in the catalogue (crates/scenario/src/requirements.toml){hint}"
         ))
     }
 }

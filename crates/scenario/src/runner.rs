@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use judge::diff::AppOutcome;
 use judge::expect::ExpectationResult;
-use judge::reference::{reference_verdict, ReferenceVerdict, Workload};
+use judge::reference::{reference_verdict, ReferenceVerdict};
 use serde::{Deserialize, Serialize};
 use sim::world::RunOptions;
 use stack::Registry;
@@ -42,6 +42,8 @@ pub struct Settings {
     pub all_artifacts: bool,
     /// Rewrite the goldens with what each run produced (atomically), instead of comparing.
     pub bless: bool,
+    /// Compare (or bless) goldens at all; a run that only wants the checks' verdict says no.
+    pub goldens: bool,
     /// Compare the snapshot with its golden here; a suite that lets insta do it says no.
     pub compare_snapshot: bool,
     /// Also hold each run to turmoil's application-level reference.
@@ -63,6 +65,7 @@ impl Settings {
             out: None,
             all_artifacts: false,
             bless: false,
+            goldens: true,
             compare_snapshot: true,
             reference: false,
             command: None,
@@ -82,9 +85,7 @@ impl Settings {
 
 /// `--stack <name>` when a run moves hosts onto a stack, for the commands we print.
 pub fn stack_option(stack: Option<&str>) -> String {
-    stack
-        .map(|s| format!(" --stack {s}"))
-        .unwrap_or_default()
+    stack.map(|s| format!(" --stack {s}")).unwrap_or_default()
 }
 
 /// What one run of a scenario showed, in a form that survives a trip through JSON.
@@ -173,11 +174,11 @@ pub fn is_real_time(scenario: &Scenario, stack: Option<&str>, stacks: &Registry)
 /// real-time stack would spend in real time), or `None`.
 pub fn cannot_run_on(scenario: &Scenario, stack: &str, stacks: &Registry) -> Option<String> {
     let moved = scenario.on_stack(Some(stack));
-    moved
-        .config
-        .check_stacks(stacks)
-        .err()
-        .map(|(_, error)| error.to_string())
+    let error = match moved.config.check_stacks(stacks) {
+        Err((_, error)) => Some(error),
+        Ok(()) => moved.config.exceeds_real_time_limits(stacks),
+    };
+    error.map(|e| e.to_string())
 }
 
 /// Runs `scenario` with every host on `stack` (as written for `None`) at `seed`, here, and
@@ -211,18 +212,13 @@ pub fn run_scenario(
     let on_stack = scenario.on_stack(stack);
     // turmoil replays the applications at the scenario's own seed; other seeds change only
     // the impairments, which the reference leaves out.
-    let reference = settings.reference.then(|| {
-        reference_verdict(
-            Workload {
-                config: &on_stack.config,
-                apps: &on_stack.apps,
-            },
-            &checked.report,
-        )
-    });
+    let reference = settings
+        .reference
+        .then(|| reference_verdict(on_stack.workload(), &checked.report));
     let mut problems = checked.problems.clone();
     let snapshot = checked.snapshot();
-    let goldens = !is_real_time(scenario, stack, stacks) && seed == scenario.config.seed;
+    let goldens =
+        settings.goldens && !is_real_time(scenario, stack, stacks) && seed == scenario.config.seed;
     let segments: Vec<String> = checked
         .report
         .captures
@@ -246,7 +242,10 @@ pub fn run_scenario(
                 out.join(&scenario.name).join(format!("seed-{seed}"))
             };
             let mut files = vec![
-                ("trace.txt".to_string(), checked.report.trace_text().into_bytes()),
+                (
+                    "trace.txt".to_string(),
+                    checked.report.trace_text().into_bytes(),
+                ),
                 ("snapshot.txt".to_string(), snapshot.clone().into_bytes()),
             ];
             for capture in &checked.report.captures {
@@ -461,18 +460,25 @@ pub fn play_scenario(
     }
 }
 
-/// Starts this executable again with `request`, and waits for it.
-fn spawn(request: &ChildRequest, lwip_assert_host: Option<&str>) -> Result<std::process::Output, String> {
+/// Starts this executable again with `request`, and waits for it. A scenario's child gets the
+/// lwIP test hook only when `--test-lwip-assert` named it (`lwip_assert_host`); a script's
+/// child inherits this process's environment, hook included.
+fn spawn(
+    request: &ChildRequest,
+    lwip_assert_host: Option<&str>,
+) -> Result<std::process::Output, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
     command
         .env(CHILD_ENV, json)
         .env("RUST_BACKTRACE", "0")
-        .env_remove(LWIP_TEST_ASSERT_ENV)
         .stdin(Stdio::null());
-    if let Some(host) = lwip_assert_host {
-        command.env(LWIP_TEST_ASSERT_ENV, host);
+    if let ChildRequest::Scenario { .. } = request {
+        command.env_remove(LWIP_TEST_ASSERT_ENV);
+        if let Some(host) = lwip_assert_host {
+            command.env(LWIP_TEST_ASSERT_ENV, host);
+        }
     }
     command
         .output()
@@ -524,12 +530,9 @@ pub fn serve_child_if_asked(stacks: &Registry) {
             backend,
             out,
         } => match script::load_named(&path, &name) {
-            Ok(script) => serde_json::to_string(&run_script(
-                &script,
-                &backend,
-                stacks,
-                out.as_deref(),
-            )),
+            Ok(script) => {
+                serde_json::to_string(&run_script(&script, &backend, stacks, out.as_deref()))
+            }
             Err(e) => {
                 eprintln!("{e}");
                 std::process::exit(2);
@@ -604,7 +607,10 @@ pub fn run_script(
                 "line {}: {} ({})",
                 known.line,
                 known.description,
-                run.failure.as_ref().map(|f| f.message.as_str()).unwrap_or_default()
+                run.failure
+                    .as_ref()
+                    .map(|f| f.message.as_str())
+                    .unwrap_or_default()
             )),
         ),
         Verdict::Unexpected(message) => ("unexpected", None, Some(message)),

@@ -5,9 +5,9 @@ use std::fmt::Write;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::{Direction, TraceLevel};
+use crate::impair::Decision;
 use wire::decode::decode_frame;
 pub use wire::format_time;
-use crate::impair::Decision;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TraceKind {

@@ -870,6 +870,11 @@ fn ip<'a>(
     problem
 }
 
+/// A virtual time in seconds with six decimals (`1.000250`), as traces and reports show it.
+pub fn format_time(time_us: u64) -> String {
+    format!("{}.{:06}", time_us / 1_000_000, time_us % 1_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1241,9 +1246,4 @@ mod tests {
             }
         }
     }
-}
-
-/// A virtual time in seconds with six decimals (`1.000250`), as traces and reports show it.
-pub fn format_time(time_us: u64) -> String {
-    format!("{}.{:06}", time_us / 1_000_000, time_us % 1_000_000)
 }

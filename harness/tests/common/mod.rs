@@ -1,15 +1,19 @@
 //! What the tests of mixed-stack worlds share (`tests/lwip.rs`, `tests/linux.rs`): the library's two hosts on chosen stacks, the applications they run, and the checks every such run must pass.
+#![allow(
+    dead_code,
+    reason = "each test binary that includes this module uses a part of it"
+)]
 
-use harness::apps::AppConfig;
-use harness::config::{SegmentKind, StackKind, WorldConfig};
-use harness::library::two_hosts;
-use harness::sim::{Outcome, RunReport};
+use wirelab::sim::apps::AppConfig;
+use wirelab::sim::config::{SegmentKind, WorldConfig};
+use wirelab::sim::library::two_hosts;
+use wirelab::sim::world::{Outcome, RunReport};
 
 /// The library's two hosts on a switch, with the client and the server on the stacks given.
-pub fn pair(seed: u64, client: StackKind, server: StackKind) -> WorldConfig {
+pub fn pair(seed: u64, client: &'static str, server: &'static str) -> WorldConfig {
     let mut config = two_hosts(seed, SegmentKind::Switch);
-    config.hosts[0].stack = client;
-    config.hosts[1].stack = server;
+    config.hosts[0].stack = client.to_string();
+    config.hosts[1].stack = server.to_string();
     config
 }
 
@@ -26,10 +30,10 @@ pub fn assert_clean(report: &RunReport, what: &str) {
             app.errors
         );
     }
-    let macs: Vec<stack::MacAddr> = (0..report.names.hosts.len())
-        .map(|i| stack::MacAddr::local_from_index(i as u32 + 1))
+    let macs: Vec<wirelab::stack::MacAddr> = (0..report.names.hosts.len())
+        .map(|i| wirelab::stack::MacAddr::local_from_index(i as u32 + 1))
         .collect();
-    let violations = harness::oracle::check(&report.trace, &report.names, &macs);
+    let violations = wirelab::judge::oracle::check(&report.trace, &report.names, &macs);
     assert!(violations.is_empty(), "{what}: {violations:?}");
 }
 
@@ -63,4 +67,12 @@ pub fn udp_ping_pong(target: &str, timeout_us: u64) -> Vec<AppConfig> {
             timeout_us,
         },
     ]
+}
+
+/// Every scenario of the library (`scenarios/`), read with the built-in stacks.
+pub fn library() -> Vec<wirelab::Scenario> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let found = wirelab::scenario::folder::find(&[root], &wirelab::builtin_stacks());
+    assert!(found.errors.is_empty(), "{}", found.errors.join("\n"));
+    found.scenarios
 }

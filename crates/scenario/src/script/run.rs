@@ -296,12 +296,7 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn new(
-        stack: Box<dyn Stack>,
-        backend: &str,
-        seed: u64,
-        rx_buffer_bytes: usize,
-    ) -> Runtime {
+    fn new(stack: Box<dyn Stack>, backend: &str, seed: u64, rx_buffer_bytes: usize) -> Runtime {
         // The peer's ISN is fixed by the seed; scripts never see it.
         let remote_isn =
             (sim::rng::SimRng::for_label(seed, "script-peer").next_u64() & 0xffff_ffff) as u32;

@@ -2,9 +2,9 @@
 
 use std::process::{Child, Command, Stdio};
 
-use harness::tap::{
-    leftover_namespaces, missing_requirements, namespace_with_tap, RealTimeLink, ServiceHost,
-    SERVICE_HOST_IP as STACK_IP,
+use wirelab::backends::linux::netns::{leftover_namespaces, missing_requirements};
+use wirelab_cli::tap::{
+    namespace_with_tap, RealTimeLink, ServiceHost, SERVICE_HOST_IP as STACK_IP,
 };
 
 /// Runs `script` with bash inside the namespace while a smoltcp host (UDP echo on port 7,
@@ -42,11 +42,11 @@ fn against_smoltcp(script: &str) -> (bool, String) {
 #[test]
 fn the_kernel_talks_to_a_smoltcp_host_over_tap() {
     if let Some(missing) = missing_requirements() {
-        harness::skip_test(&missing);
+        wirelab::skip_test(&missing);
         return;
     }
     if Command::new("ping").arg("-V").output().is_err() {
-        harness::skip_test("ping is missing: apt-get install iputils-ping");
+        wirelab::skip_test("ping is missing: apt-get install iputils-ping");
         return;
     }
     let (ok, out) = against_smoltcp(&format!("ping -c 3 -i 0.2 -W 2 {STACK_IP}"));
