@@ -22,10 +22,10 @@ fn main() {
     let include = std::env::var_os("WIRELAB_LWIP_INCLUDE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/include/lwip"));
-    println!(
-        "cargo:rerun-if-changed={}",
-        include.join("lwipopts.h").display()
-    );
+    // The folder, not a file in it: a package manager installs files with the mtimes they had
+    // when the package was built, long before this build, so a watched file that appears is
+    // not seen as changed; the folder it creates is new.
+    println!("cargo:rerun-if-changed={}", include.display());
     if !include.join("lwipopts.h").is_file() || !include.join("lwip/tcp.h").is_file() {
         println!(
             "cargo:warning=lwIP headers not found in {}: the lwip backend is built as unavailable (apt-get install liblwip-dev liblwip0)",
