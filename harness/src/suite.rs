@@ -55,13 +55,14 @@ fn crate_dir() -> PathBuf {
 /// A stack this suite runs everything on, or `None` for the stacks the scenarios name.
 type Target = Option<String>;
 
-/// A stack that a user's crate knows it breaks a scenario on, recorded so that the trial
-/// asserts exactly that.
+/// A trial a user's crate knows fails on its stack, recorded so that the trial asserts that
+/// it fails.
 #[derive(Clone, Debug)]
 struct KnownFailure {
-    name: String,
-    stack: String,
-    requirement: String,
+    /// The trial's name as the test output shows it.
+    trial: String,
+    /// Why: the requirement the stack breaks, or how it differs from what the script expects.
+    why: String,
 }
 
 /// One trial, before it becomes a libtest-mimic [`Trial`].
@@ -177,14 +178,16 @@ impl Suite {
         self
     }
 
-    /// Records that `stack` fails the scenario `name`'s checks because it breaks
-    /// `requirement` (like `rfc6298:5.1`): the trial then passes only while it fails so, and its
-    /// goldens still show what the stack does.
-    pub fn known_failure(mut self, name: &str, stack: &str, requirement: &str) -> Suite {
+    /// Records that the trial `trial` (its name as the test output shows it, like
+    /// `script::tcp/fast_retransmit@mystack`) fails, and `why`: the requirement the stack
+    /// breaks (`rfc6298:5.1: the FIN is never retransmitted`), or how it legitimately differs
+    /// from what a script expects. The trial then passes only while it fails: a scenario must
+    /// fail its checks (its goldens still count, so they show what the stack does), a script
+    /// must fail. When it passes, the trial fails, asking for the record to go.
+    pub fn known_failure(mut self, trial: &str, why: &str) -> Suite {
         self.known_failures.push(KnownFailure {
-            name: name.to_string(),
-            stack: stack.to_string(),
-            requirement: requirement.to_string(),
+            trial: trial.to_string(),
+            why: why.to_string(),
         });
         self
     }
@@ -259,6 +262,27 @@ impl Suite {
                 Err(format!("no scenario file or script under {}", paths.join(", ")).into())
             }));
         }
+        let names: Vec<String> = planned.iter().map(|p| shared.trial_name(p)).collect();
+        let stale: Vec<String> = shared
+            .known_failures
+            .iter()
+            .filter(|k| !names.contains(&k.trial))
+            .map(|k| k.trial.clone())
+            .collect();
+        trials.push(Trial::test(
+            "suite::known_failures_name_trials",
+            move || {
+                if stale.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "known failures recorded for trials that do not exist: {}",
+                        stale.join(", ")
+                    )
+                    .into())
+                }
+            },
+        ));
         for planned in planned {
             let name = shared.trial_name(&planned);
             let shared = std::sync::Arc::clone(&shared);
@@ -484,17 +508,13 @@ impl Shared {
             "reproduce: cargo test --test {} -- --exact {trial}",
             test_binary_name()
         );
-        let known = stack.and_then(|stack| {
-            self.known_failures
-                .iter()
-                .find(|k| k.name == scenario.name && k.stack == stack)
-        });
+        let known = self.known_failure(&trial);
         let mut problems = judged.summary.problems.clone();
         if let Some(known) = known {
             if judged.checks_passed {
                 return Err(format!(
                     "{trial} is recorded as a known failure ({}), but it passes its checks now: remove the known failure\n{rerun}",
-                    known.requirement
+                    known.why
                 ));
             }
             // Its failing checks are what the known failure records; its goldens still count.
@@ -517,14 +537,29 @@ impl Shared {
         Ok(Completion::Completed)
     }
 
+    /// The user's record of the trial `trial` failing, if there is one.
+    fn known_failure(&self, trial: &str) -> Option<&KnownFailure> {
+        self.known_failures.iter().find(|k| k.trial == trial)
+    }
+
     fn script_trial(&self, script: &Script, backend: &str) -> Result<Completion, String> {
         let run = script::run(script, backend, &self.stacks, runner::SCRIPT_SEED);
+        let trial = format!("script::{}@{backend}", script.name);
         let real_time = self.stacks.get(backend).is_some_and(|f| f.real_time());
         if !real_time {
             let again = script::run(script, backend, &self.stacks, runner::SCRIPT_SEED);
             if run.capture != again.capture || run.trace != again.trace {
                 return Err("two runs of the same script and seed differ".into());
             }
+        }
+        if let Some(known) = self.known_failure(&trial) {
+            return match &run.failure {
+                Some(_) => Ok(Completion::Completed),
+                None => Err(format!(
+                    "{trial} is recorded as a known failure ({}), but it passes now: remove the known failure",
+                    known.why
+                )),
+            };
         }
         match script::judge(script, &run) {
             Verdict::Passed | Verdict::KnownFailure(_) => Ok(Completion::Completed),
