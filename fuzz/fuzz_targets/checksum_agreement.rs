@@ -1,3 +1,3 @@
-//! Fuzz target `checksum_agreement`: see `harness::fuzz::checksum_agreement`.
+//! Fuzz target `checksum_agreement`: see `wirelab::fuzz::checksum_agreement`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::checksum_agreement(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::checksum_agreement(data));

@@ -1,3 +1,3 @@
-//! Fuzz target `decode_frame`: see `harness::fuzz::decode_frame`.
+//! Fuzz target `decode_frame`: see `wirelab::fuzz::decode_frame`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::decode_frame(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::decode_frame(data));

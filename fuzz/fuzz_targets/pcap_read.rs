@@ -1,3 +1,3 @@
-//! Fuzz target `pcap_read`: see `harness::fuzz::pcap_read`.
+//! Fuzz target `pcap_read`: see `wirelab::fuzz::pcap_read`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::pcap_read(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::pcap_read(data));

@@ -1,3 +1,3 @@
-//! Fuzz target `scenario_parse`: see `harness::fuzz::scenario_parse`.
+//! Fuzz target `scenario_parse`: see `wirelab::fuzz::scenario_parse`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::scenario_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::scenario_parse(data));

@@ -1,3 +1,3 @@
-//! Fuzz target `simulation`: see `harness::fuzz::simulation`.
+//! Fuzz target `simulation`: see `wirelab::fuzz::simulation`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::simulation(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::simulation(data));

@@ -1,3 +1,3 @@
-//! Fuzz target `smoltcp_ingress`: see `harness::fuzz::smoltcp_ingress`.
+//! Fuzz target `smoltcp_ingress`: see `wirelab::fuzz::smoltcp_ingress`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz::smoltcp_ingress(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirelab::fuzz::smoltcp_ingress(data));

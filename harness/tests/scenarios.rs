@@ -31,13 +31,17 @@ fn schema_is_current() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The example in the README is a real scenario: it parses and passes.
+/// The example scenario in the README is a real scenario: it parses and passes.
 fn readme_example_runs() -> Result<(), Failed> {
     let readme =
         std::fs::read_to_string(workspace().join("README.md")).map_err(|e| e.to_string())?;
-    let start = readme
-        .find("```toml\n")
-        .ok_or("the README has no TOML example")?
+    let section = readme
+        .find("## Scenario files")
+        .ok_or("the README has no section `Scenario files`")?;
+    let start = section
+        + readme[section..]
+            .find("```toml\n")
+            .ok_or("the README has no TOML example of a scenario")?
         + 8;
     let end = start
         + readme[start..]
