@@ -140,3 +140,112 @@ fn the_readme_code_map_names_every_crate() {
         );
     }
 }
+
+/// The modules of the crate whose sources are in `src`, each with the sibling modules it names
+/// (`crate::<module>` outside comments).
+fn module_graph(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut files = Vec::new();
+    sources(src, &mut files);
+    let mut graph = std::collections::BTreeMap::new();
+    for file in files {
+        let relative = file.strip_prefix(src).expect("under src");
+        let module = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|m| m.trim_end_matches(".rs").to_string())
+            .expect("a file name");
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let uses: &mut std::collections::BTreeSet<String> =
+            graph.entry(module.clone()).or_default();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            for part in code.split("crate::").skip(1) {
+                // `crate::a::x` names `a`; `crate::{a::x, b}` names `a` and `b`.
+                let names: Vec<&str> = match part.strip_prefix('{') {
+                    Some(group) => group
+                        .split('}')
+                        .next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .collect(),
+                    None => vec![part],
+                };
+                for name in names {
+                    let name: String = name
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                        .collect();
+                    if !name.is_empty() && name != module {
+                        uses.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A circle among `graph`'s modules, if there is one: the modules on it, in order.
+fn find_circle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            return Some(path[at..].to_vec());
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if graph.contains_key(next) {
+                if let Some(circle) = visit(next, graph, path, done) {
+                    return Some(circle);
+                }
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_crate_has_a_circle_among_its_modules() {
+    let mut circles = Vec::new();
+    for (name, folder, _) in LAYERS {
+        let graph = module_graph(&workspace().join(folder).join("src"));
+        if let Some(circle) = find_circle(&graph) {
+            circles.push(format!("{name}: {}", circle.join(" -> ")));
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "module circles:\n{}",
+        circles.join("\n")
+    );
+    // The check itself finds one.
+    let mut graph = std::collections::BTreeMap::new();
+    graph.insert("a".to_string(), ["b".to_string()].into());
+    graph.insert("b".to_string(), ["a".to_string()].into());
+    assert_eq!(
+        find_circle(&graph),
+        Some(vec!["a".to_string(), "b".to_string()])
+    );
+}

@@ -392,12 +392,6 @@ impl fmt::Display for ScriptError {
 
 impl std::error::Error for ScriptError {}
 
-/// Reads and parses the script at `path`, named as [`crate::folder::script_name`] names it
-/// under `root`.
-pub fn load(path: &Path, root: &Path) -> Result<Script, ScriptError> {
-    load_named(path, &crate::folder::script_name(path, root))
-}
-
 /// Reads and parses the script at `path`, called `name`.
 pub fn load_named(path: &Path, name: &str) -> Result<Script, ScriptError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
