@@ -32,6 +32,7 @@ pub use stack;
 pub use wire;
 
 pub mod fuzz;
+pub mod needs;
 pub mod suite;
 
 pub use scenario::{Checked, Scenario};

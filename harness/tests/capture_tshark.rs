@@ -269,12 +269,8 @@ fn epoch_us(text: &str) -> Option<u64> {
     Some(seconds.parse::<u64>().ok()? * 1_000_000 + micros.parse::<u64>().ok()?)
 }
 
-#[test]
 fn tshark_reads_pcap_and_pcapng_cleanly_with_comments() {
-    let Some(version) = tshark_version() else {
-        wirelab::skip_test("tshark not found (install it with: apt-get install tshark)");
-        return;
-    };
+    let version = tshark_version().expect("main checked that tshark is there");
     eprintln!("checking with {version}");
     let fields_known = known_fields();
     let prefs_known = known_prefs();
@@ -429,4 +425,15 @@ fn tshark_reads_pcap_and_pcapng_cleanly_with_comments() {
     assert_eq!(rows[0]["frame.len"], data.len().to_string());
     assert_eq!(rows[0]["frame.cap_len"], "96");
     assert!(rows[0]["_ws.malformed"].is_empty(), "{:?}", rows[0]);
+}
+
+fn main() {
+    let missing = tshark_version()
+        .is_none()
+        .then(|| "tshark not found (install it with: apt-get install tshark)".to_string());
+    wirelab::needs::run(vec![wirelab::needs::test(
+        "tshark_reads_pcap_and_pcapng_cleanly_with_comments",
+        tshark_reads_pcap_and_pcapng_cleanly_with_comments,
+    )
+    .needs(missing)])
 }

@@ -17,15 +17,9 @@ use wirelab::sim::world::{run, RunError, RunOptions, RunReport, World};
 /// namespace of this process behind.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// False, after saying why, when linux hosts cannot run here.
-fn linux_here() -> bool {
-    match wirelab::backends::linux::available() {
-        Ok(()) => true,
-        Err(missing) => {
-            wirelab::skip_test(&missing);
-            false
-        }
-    }
+/// What this machine lacks for linux hosts, if anything.
+fn linux_missing() -> Option<String> {
+    wirelab::backends::linux::available().err()
 }
 
 fn mine() -> Vec<String> {
@@ -52,12 +46,8 @@ fn assert_clean(report: &RunReport, what: &str) {
     common::assert_clean(report, what);
 }
 
-#[test]
 fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !linux_here() {
-        return;
-    }
     let ways = [("smoltcp", "linux"), ("linux", "smoltcp")];
     for (client, server) in ways {
         for target in ["10.0.0.2", "2001:db8::2"] {
@@ -122,12 +112,8 @@ fn smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways() {
     assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
 }
 
-#[test]
 fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !linux_here() {
-        return;
-    }
     let report = run(
         pair(4, "linux", "linux"),
         &tcp_transfer_apps(100_000),
@@ -167,12 +153,8 @@ fn two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port() {
     assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
 }
 
-#[test]
 fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !linux_here() {
-        return;
-    }
     let caught = std::panic::catch_unwind(|| {
         let world = World::new(
             pair(7, "smoltcp", "linux"),
@@ -207,7 +189,6 @@ fn a_panic_while_a_linux_host_exists_leaves_no_namespace() {
     assert_eq!(mine(), Vec::<String>::new(), "namespaces left behind");
 }
 
-#[test]
 fn too_many_linux_hosts_are_refused_with_the_limit() {
     let mut config = switch_of(9, 20);
     for host in &mut config.hosts {
@@ -219,7 +200,6 @@ fn too_many_linux_hosts_are_refused_with_the_limit() {
     assert_eq!(at.to_string(), "hosts[16].stack");
 }
 
-#[test]
 fn a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let scenarios = root.join("scenarios");
@@ -241,4 +221,33 @@ fn a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden() {
     let golden = std::fs::read(root.join("golden/tcp/handshake.pcapng")).unwrap();
     let capture = checked.report.captures[0].bytes.as_ref().unwrap();
     assert!(*capture == golden, "the capture differs from its golden");
+}
+
+fn main() {
+    let linux = linux_missing();
+    wirelab::needs::run(vec![
+        wirelab::needs::test(
+            "smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways",
+            smoltcp_and_the_kernel_talk_tcp_udp_and_icmp_both_ways,
+        )
+        .needs(linux.clone()),
+        wirelab::needs::test(
+            "two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port",
+            two_kernels_talk_through_the_simulated_switch_and_refuse_a_closed_port,
+        )
+        .needs(linux.clone()),
+        wirelab::needs::test(
+            "a_panic_while_a_linux_host_exists_leaves_no_namespace",
+            a_panic_while_a_linux_host_exists_leaves_no_namespace,
+        )
+        .needs(linux.clone()),
+        wirelab::needs::test(
+            "too_many_linux_hosts_are_refused_with_the_limit",
+            too_many_linux_hosts_are_refused_with_the_limit,
+        ),
+        wirelab::needs::test(
+            "a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden",
+            a_run_without_linux_hosts_is_not_real_time_and_matches_its_golden,
+        ),
+    ])
 }

@@ -15,22 +15,14 @@ use wirelab::sim::world::{run, Outcome, RunOptions};
 
 use common::{assert_clean, pair, ping, udp_ping_pong};
 
-/// False, after saying why, when lwIP cannot be used here.
-fn lwip_here() -> bool {
-    match wirelab::backends::lwip::available() {
-        Ok(()) => true,
-        Err(e) => {
-            wirelab::skip_test(&e.to_string());
-            false
-        }
-    }
+/// What this machine lacks for lwIP hosts, if anything.
+fn lwip_missing() -> Option<String> {
+    wirelab::backends::lwip::available()
+        .err()
+        .map(|e| e.to_string())
 }
 
-#[test]
 fn an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6() {
-    if !lwip_here() {
-        return;
-    }
     for target in ["10.0.0.2", "2001:db8::2"] {
         let config = pair(1, "smoltcp", "lwip");
         let report = run(
@@ -45,11 +37,7 @@ fn an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6() {
     }
 }
 
-#[test]
 fn an_lwip_host_pings_a_smoltcp_host() {
-    if !lwip_here() {
-        return;
-    }
     for target in ["10.0.0.2", "2001:db8::2"] {
         let config = pair(2, "lwip", "smoltcp");
         let report = run(
@@ -64,11 +52,7 @@ fn an_lwip_host_pings_a_smoltcp_host() {
     }
 }
 
-#[test]
 fn udp_ping_pong_between_lwip_and_smoltcp_both_ways() {
-    if !lwip_here() {
-        return;
-    }
     for (client, server) in [("lwip", "smoltcp"), ("smoltcp", "lwip"), ("lwip", "lwip")] {
         for target in ["10.0.0.2:7", "[2001:db8::2]:7"] {
             let what = format!("{client:?} -> {server:?} {target}");
@@ -86,11 +70,7 @@ fn udp_ping_pong_between_lwip_and_smoltcp_both_ways() {
     }
 }
 
-#[test]
 fn tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte() {
-    if !lwip_here() {
-        return;
-    }
     let bytes = 1 << 20;
     for (client, server) in [("smoltcp", "lwip"), ("lwip", "smoltcp"), ("lwip", "lwip")] {
         let what = format!("{client:?} -> {server:?}");
@@ -108,11 +88,7 @@ fn tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte() {
     }
 }
 
-#[test]
 fn a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6() {
-    if !lwip_here() {
-        return;
-    }
     let mut apps = tcp_transfer_apps(200_000);
     if let AppConfig::TcpServer { echo, .. } = &mut apps[0] {
         *echo = true;
@@ -137,11 +113,7 @@ fn a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6() {
     assert_eq!(report.apps[1].counter("bytes_verified"), 200_000);
 }
 
-#[test]
 fn a_connection_to_a_closed_lwip_port_is_refused() {
-    if !lwip_here() {
-        return;
-    }
     let mut apps = tcp_transfer_apps(1000);
     apps.remove(0);
     let report = run(
@@ -165,11 +137,7 @@ fn a_connection_to_a_closed_lwip_port_is_refused() {
     assert_eq!(report.apps[0].errors[0].1, "connection refused");
 }
 
-#[test]
 fn the_same_seed_gives_byte_identical_captures_with_lwip_hosts() {
-    if !lwip_here() {
-        return;
-    }
     let captures = |seed: u64| {
         let mut apps = tcp_transfer_apps(100_000);
         apps.push(ping("client", "10.0.0.2", 2, 1_000_000, 1_000_000));
@@ -221,11 +189,7 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[test]
 fn three_hundred_lwip_hosts_ping_one_lwip_server() {
-    if !lwip_here() {
-        return;
-    }
     // WIRELAB_LWIP_HOSTS tries another number (for measuring: time and memory).
     let hosts = std::env::var("WIRELAB_LWIP_HOSTS")
         .ok()
@@ -269,11 +233,7 @@ fn three_hundred_lwip_hosts_ping_one_lwip_server() {
     );
 }
 
-#[test]
 fn every_two_host_builtin_run_passes_with_lwip_on_either_side_or_both() {
-    if !lwip_here() {
-        return;
-    }
     for kinds in [["smoltcp", "lwip"], ["lwip", "smoltcp"], ["lwip", "lwip"]] {
         for s in wirelab::sim::library::builtin(1) {
             let mut config = s.config.clone();
@@ -294,11 +254,7 @@ fn every_two_host_builtin_run_passes_with_lwip_on_either_side_or_both() {
     }
 }
 
-#[test]
 fn an_lwip_host_pings_itself_through_its_loopback() {
-    if !lwip_here() {
-        return;
-    }
     // lwIP loops packets to its own address through tcpip_try_callback, which the glue
     // supplies; without it lwIP would assert.
     let config = pair(8, "lwip", "smoltcp");
@@ -311,4 +267,60 @@ fn an_lwip_host_pings_itself_through_its_loopback() {
     .unwrap();
     assert_clean(&report, "self ping");
     assert_eq!(report.apps[0].counter("replies_received"), 2);
+}
+
+fn main() {
+    let need0 = lwip_missing();
+    wirelab::needs::run(vec![
+        wirelab::needs::test(
+            "an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6",
+            an_lwip_host_answers_smoltcp_pings_over_ipv4_and_ipv6,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "an_lwip_host_pings_a_smoltcp_host",
+            an_lwip_host_pings_a_smoltcp_host,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "udp_ping_pong_between_lwip_and_smoltcp_both_ways",
+            udp_ping_pong_between_lwip_and_smoltcp_both_ways,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte",
+            tcp_transfers_between_lwip_and_smoltcp_deliver_every_byte,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6",
+            a_tcp_echo_with_an_lwip_server_comes_back_whole_over_ipv6,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "a_connection_to_a_closed_lwip_port_is_refused",
+            a_connection_to_a_closed_lwip_port_is_refused,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "the_same_seed_gives_byte_identical_captures_with_lwip_hosts",
+            the_same_seed_gives_byte_identical_captures_with_lwip_hosts,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "three_hundred_lwip_hosts_ping_one_lwip_server",
+            three_hundred_lwip_hosts_ping_one_lwip_server,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "every_two_host_builtin_run_passes_with_lwip_on_either_side_or_both",
+            every_two_host_builtin_run_passes_with_lwip_on_either_side_or_both,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "an_lwip_host_pings_itself_through_its_loopback",
+            an_lwip_host_pings_itself_through_its_loopback,
+        )
+        .needs(need0.clone()),
+    ])
 }

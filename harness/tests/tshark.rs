@@ -6,19 +6,16 @@ use wirelab::sim::library::builtin;
 use wirelab::sim::world::{run, RunOptions};
 use wirelab::wire::capture::{read_capture, CaptureFormat};
 
-fn tshark_available() -> bool {
-    Command::new("tshark")
+/// What this machine lacks for the test, if anything.
+fn tshark_missing() -> Option<String> {
+    let found = Command::new("tshark")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    (!found).then(|| "tshark not found (install it with: apt-get install tshark)".to_string())
 }
 
-#[test]
 fn tshark_reads_every_capture_cleanly() {
-    if !tshark_available() {
-        wirelab::skip_test("tshark not found (install it with: apt-get install tshark)");
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("wirelab-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut checked_frames = 0;
@@ -129,4 +126,12 @@ fn tshark_reads_every_capture_cleanly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(checked_frames > 1000, "{checked_frames} frames checked");
+}
+
+fn main() {
+    wirelab::needs::run(vec![wirelab::needs::test(
+        "tshark_reads_every_capture_cleanly",
+        tshark_reads_every_capture_cleanly,
+    )
+    .needs(tshark_missing())])
 }

@@ -3,12 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
 fn smoltcp_and_lwip_differ_where_they_are_known_to() {
-    if let Err(missing) = wirelab::backends::lwip::available() {
-        wirelab::skip_test(&missing.to_string());
-        return;
-    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("diff-handshake");
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([
@@ -92,4 +87,15 @@ fn smoltcp_and_lwip_differ_where_they_are_known_to() {
         text.contains("verdict: smoltcp pass (completed), lwip pass (completed)"),
         "{text}"
     );
+}
+
+fn main() {
+    let need0 = wirelab::backends::lwip::available()
+        .err()
+        .map(|e| e.to_string());
+    wirelab::needs::run(vec![wirelab::needs::test(
+        "smoltcp_and_lwip_differ_where_they_are_known_to",
+        smoltcp_and_lwip_differ_where_they_are_known_to,
+    )
+    .needs(need0.clone())])
 }

@@ -29,12 +29,7 @@ fn leftovers() -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to() {
-    if let Err(missing) = wirelab::backends::linux::available() {
-        wirelab::skip_test(&missing);
-        return;
-    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-handshake");
     let (ok, text) = xtask(
         &["scenarios", "--stack", "linux", "--filter", "tcp/handshake"],
@@ -88,4 +83,13 @@ fn the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to() {
     assert_eq!(syn_options["a"], "mss 1460, wscale 1, sackOK");
     assert_eq!(syn_options["b"], "mss 1460, sackOK, timestamps, wscale 1");
     assert_eq!(leftovers(), Vec::<String>::new(), "namespaces left behind");
+}
+
+fn main() {
+    let need0 = wirelab::backends::linux::available().err();
+    wirelab::needs::run(vec![wirelab::needs::test(
+        "the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to",
+        the_kernel_runs_a_scenario_and_differs_from_smoltcp_where_it_is_known_to,
+    )
+    .needs(need0.clone())])
 }

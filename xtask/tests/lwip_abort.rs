@@ -7,12 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
 fn an_lwip_assertion_fails_only_its_own_run() {
-    if let Err(missing) = wirelab::backends::lwip::available() {
-        wirelab::skip_test(&missing.to_string());
-        return;
-    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort");
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["scenarios", "--stack", "lwip", "--filter", "tcp/"])
@@ -55,12 +50,7 @@ fn an_lwip_assertion_fails_only_its_own_run() {
 
 /// The same for a conformance script: the run that aborted is reported with lwIP's own
 /// message (printed on standard output, just before the abort), and the command fails.
-#[test]
 fn an_lwip_assertion_in_a_script_is_reported_with_lwips_message() {
-    if let Err(missing) = wirelab::backends::lwip::available() {
-        wirelab::skip_test(&missing.to_string());
-        return;
-    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lwip-abort-script");
     // The scripted peer's stack is the host `under-test`; the hook reaches the child process
     // through the environment it inherits.
@@ -87,4 +77,22 @@ fn an_lwip_assertion_in_a_script_is_reported_with_lwips_message() {
     ] {
         assert!(stdout.contains(needle), "{needle} not in {stdout}");
     }
+}
+
+fn main() {
+    let need0 = wirelab::backends::lwip::available()
+        .err()
+        .map(|e| e.to_string());
+    wirelab::needs::run(vec![
+        wirelab::needs::test(
+            "an_lwip_assertion_fails_only_its_own_run",
+            an_lwip_assertion_fails_only_its_own_run,
+        )
+        .needs(need0.clone()),
+        wirelab::needs::test(
+            "an_lwip_assertion_in_a_script_is_reported_with_lwips_message",
+            an_lwip_assertion_in_a_script_is_reported_with_lwips_message,
+        )
+        .needs(need0.clone()),
+    ])
 }

@@ -39,16 +39,7 @@ fn against_smoltcp(script: &str) -> (bool, String) {
     (finished && output.status.success(), text)
 }
 
-#[test]
 fn the_kernel_talks_to_a_smoltcp_host_over_tap() {
-    if let Some(missing) = missing_requirements() {
-        wirelab::skip_test(&missing);
-        return;
-    }
-    if Command::new("ping").arg("-V").output().is_err() {
-        wirelab::skip_test("ping is missing: apt-get install iputils-ping");
-        return;
-    }
     let (ok, out) = against_smoltcp(&format!("ping -c 3 -i 0.2 -W 2 {STACK_IP}"));
     assert!(ok && out.contains("3 received"), "{out}");
 
@@ -67,4 +58,18 @@ fn the_kernel_talks_to_a_smoltcp_host_over_tap() {
         .filter(|n| n.starts_with(&format!("wirelab-{}-", std::process::id())))
         .collect();
     assert!(mine.is_empty(), "namespaces left behind: {mine:?}");
+}
+
+fn main() {
+    let ping = Command::new("ping")
+        .arg("-V")
+        .output()
+        .is_err()
+        .then(|| "ping is missing: apt-get install iputils-ping".to_string());
+    wirelab::needs::run(vec![wirelab::needs::test(
+        "the_kernel_talks_to_a_smoltcp_host_over_tap",
+        the_kernel_talks_to_a_smoltcp_host_over_tap,
+    )
+    .needs(missing_requirements())
+    .needs(ping)])
 }

@@ -134,10 +134,10 @@ pub fn golden_of(root: &Path) -> PathBuf {
 /// A script's name: its path under `<root>/scripts/` when it is there, else under `root`,
 /// without `.pkt`.
 pub fn script_name(path: &Path, root: &Path) -> String {
-    let under = path
-        .strip_prefix(root.join(SCRIPTS_DIR))
-        .or_else(|_| path.strip_prefix(root))
-        .unwrap_or(path);
+    let under = format::path_under(path, &root.join(SCRIPTS_DIR))
+        .or_else(|| format::path_under(path, root))
+        // Never a path that could lead outside an output folder: the file's own name.
+        .unwrap_or_else(|| path.file_name().map_or_else(PathBuf::new, PathBuf::from));
     under
         .with_extension("")
         .to_string_lossy()
@@ -237,6 +237,19 @@ mod tests {
             "tcp/a"
         );
         assert_eq!(script_name(Path::new("lib/udp/b.pkt"), root), "udp/b");
+    }
+
+    #[test]
+    fn a_path_written_another_way_than_its_root_is_still_named_under_it() {
+        let base = std::env::temp_dir().join(format!("wirelab-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("lib/scripts/tcp")).unwrap();
+        std::fs::create_dir_all(base.join("other")).unwrap();
+        std::fs::write(base.join("lib/scripts/tcp/a.pkt"), "").unwrap();
+        let root = std::fs::canonicalize(base.join("lib")).unwrap();
+        let roundabout = base.join("other/../lib/scripts/tcp/a.pkt");
+        assert_eq!(script_name(&roundabout, &root), "tcp/a");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -336,9 +336,36 @@ pub fn load(
 
 /// The name a file at `path` must declare: its path under the root, without `.toml`.
 pub fn scenario_name(path: &Path, scenarios_root: &Path) -> Option<String> {
-    let relative = path.strip_prefix(scenarios_root).ok()?;
+    let relative = path_under(path, scenarios_root)?;
     let text = relative.with_extension("").to_str()?.replace('\\', "/");
     Some(text)
+}
+
+/// Why `name` cannot name a scenario: artifacts and goldens are written at `<folder>/<name>.*`,
+/// so a name is a relative path of plain folder names.
+fn name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\\')
+        || name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    bad.then(|| {
+        format!(
+            "`{name}` cannot name a scenario: a name is a relative path of folder names separated by `/`, like `tcp/handshake`"
+        )
+    })
+}
+
+/// `path` relative to `root`, whichever way each is written (relative, absolute, with `..`):
+/// compared as given first, then as the files they name.
+pub fn path_under(path: &Path, root: &Path) -> Option<PathBuf> {
+    if let Ok(relative) = path.strip_prefix(root) {
+        return Some(relative.to_path_buf());
+    }
+    let path = std::fs::canonicalize(path).ok()?;
+    let root = std::fs::canonicalize(root).ok()?;
+    path.strip_prefix(root).ok().map(Path::to_path_buf)
 }
 
 /// Parses scenario `text` read from `file`. With `expected_name` (the file's path under the
@@ -368,7 +395,12 @@ pub fn parse(
                 ),
             ));
         }
-        (Some(declared), _) => declared.clone(),
+        (Some(declared), _) => {
+            if let Some(problem) = name_problem(declared) {
+                return Err(at(root.key("name"), problem));
+            }
+            declared.clone()
+        }
         (None, Some(expected)) => expected.to_string(),
         (None, None) => file
             .file_stem()
@@ -766,6 +798,15 @@ equals = 4
         ));
         assert_eq!(e.line, 33, "{e}");
         assert!(e.message.contains("did you mean `server`?"), "{e}");
+    }
+
+    #[test]
+    fn a_name_that_would_lead_out_of_a_folder_is_refused() {
+        for name in ["../escape", "/abs", "a//b", "a/./b", ""] {
+            let e = err(&GOOD.replace("name = \"t/ok\"", &format!("name = {name:?}")));
+            assert_eq!(e.line, 2, "{name}: {e}");
+            assert!(e.message.contains("cannot name a scenario"), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -91,4 +91,13 @@ fn it_is_a_column_of_the_conformance_matrix() {
     assert_eq!(code, 0, "{text}");
     let matrix = std::fs::read_to_string(&markdown).expect("the matrix");
     assert!(matrix.contains("| capped-smoltcp |"), "{matrix}");
+    // The library was given by a roundabout path (`../../scenarios`): the scripts' artifacts
+    // still go under --out, never beside the scripts.
+    assert!(dir.join("scripts/tcp/active_open@capped-smoltcp.pcapng").is_file());
+    let beside: Vec<_> = std::fs::read_dir(library().join("scripts/tcp"))
+        .expect("the scripts")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains('@'))
+        .collect();
+    assert!(beside.is_empty(), "artifacts written beside the scripts: {beside:?}");
 }
