@@ -30,11 +30,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpOptionElement, TransportSlice};
 use serde::{Deserialize, Serialize};
 
 use sim::apps::AppReport;
 use wire::capture::read_capture;
+use wire::frame::{Arp, IpHeader, Net, Tcp, TcpOption, Transport};
+use wire::{Decoded, TcpFlags};
 
 /// Two times agree when they are at most this far apart...
 pub const BAND_TOLERANCE_US: u64 = 1_000;
@@ -462,17 +463,26 @@ impl Normalizer {
     }
 }
 
-fn options_text(tcp: &etherparse::TcpSlice<'_>) -> String {
+/// The options of a SYN as a differential report names them: kinds and values that two
+/// stacks may differ in, without padding or timestamp values.
+fn options_text(tcp: &Tcp) -> String {
     let mut parts = Vec::new();
-    for option in tcp.options_iterator() {
+    for option in tcp.options.iter() {
         match option {
-            Ok(TcpOptionElement::MaximumSegmentSize(mss)) => parts.push(format!("mss {mss}")),
-            Ok(TcpOptionElement::WindowScale(shift)) => parts.push(format!("wscale {shift}")),
-            Ok(TcpOptionElement::SelectiveAcknowledgementPermitted) => parts.push("sackOK".into()),
-            Ok(TcpOptionElement::SelectiveAcknowledgement(..)) => parts.push("sack".into()),
-            Ok(TcpOptionElement::Timestamp(..)) => parts.push("timestamps".into()),
-            Ok(TcpOptionElement::Noop) => {}
-            Err(_) => parts.push("malformed".into()),
+            TcpOption::Eol => break,
+            TcpOption::Nop => {}
+            TcpOption::Mss(mss) => parts.push(format!("mss {mss}")),
+            TcpOption::WindowScale(shift) => parts.push(format!("wscale {shift}")),
+            TcpOption::SackPermitted => parts.push("sackOK".into()),
+            TcpOption::Sack(_) => parts.push("sack".into()),
+            TcpOption::Timestamp { .. } => parts.push("timestamps".into()),
+            // Nothing past an option that cannot be read is trusted.
+            TcpOption::Unknown { .. }
+            | TcpOption::BadLength { .. }
+            | TcpOption::Malformed { .. } => {
+                parts.push("malformed".into());
+                break;
+            }
         }
     }
     if parts.is_empty() {
@@ -480,22 +490,6 @@ fn options_text(tcp: &etherparse::TcpSlice<'_>) -> String {
     } else {
         parts.join(", ")
     }
-}
-
-fn flags_text(tcp: &etherparse::TcpSlice<'_>) -> String {
-    let mut flags = String::new();
-    for (on, letter) in [
-        (tcp.syn(), 'S'),
-        (tcp.fin(), 'F'),
-        (tcp.rst(), 'R'),
-        (tcp.psh(), 'P'),
-        (tcp.ack(), '.'),
-    ] {
-        if on {
-            flags.push(letter);
-        }
-    }
-    flags
 }
 
 /// Normalizes the frames of every capture of a run (segments in the order given) and
@@ -604,92 +598,76 @@ fn id_pattern(ids: &[u16]) -> String {
 }
 
 fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names) -> String {
-    let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
+    let decoded = Decoded::parse(frame);
+    let Some(eth) = &decoded.ethernet else {
         return format!("undecodable frame of {} bytes", frame.len());
     };
-    let (src, dst) = match &packet.link {
-        Some(LinkSlice::Ethernet2(eth)) => {
-            (n.mac(eth.source(), names), n.mac(eth.destination(), names))
-        }
-        _ => ("?".into(), "?".into()),
-    };
+    let (src, dst) = (n.mac(eth.src.0, names), n.mac(eth.dst.0, names));
     n.count(format!("host {src}: frames sent"));
     let mut line = format!("{src} > {dst} ");
-    let (ip_src, ip_dst, transport_len) = match &packet.net {
-        Some(LaxNetSlice::Arp(arp)) => {
-            let sender = arp.sender_protocol_addr();
-            let target = arp.target_protocol_addr();
-            let op = arp.operation().0;
-            let what = match op {
-                1 if sender == target => "ARP gratuitous announcements",
-                1 => "ARP requests",
-                2 => "ARP replies",
+    let ip = match &decoded.net {
+        Some(Net::Arp(arp)) => {
+            let gratuitous = arp.addresses.is_some_and(|a| a.sender_ip == a.target_ip);
+            let what = match arp.operation {
+                Arp::REQUEST if gratuitous => "ARP gratuitous announcements",
+                Arp::REQUEST => "ARP requests",
+                Arp::REPLY => "ARP replies",
                 _ => "ARP other",
             };
             n.count(format!("host {src}: {what}"));
             let _ = write!(line, "{}", what.trim_end_matches('s'));
             return line;
         }
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let (s, d) = (
-                IpAddr::from(h.source_addr()),
-                IpAddr::from(h.destination_addr()),
-            );
-            n.value(format!("host {src}: ttl"), h.ttl().to_string());
-            let id = h.identification();
-            let base = *n.ip_id_base.entry(s).or_insert(id);
-            n.ip_ids
-                .entry(src.clone())
-                .or_default()
-                .push(id.wrapping_sub(base));
-            let _ = write!(
-                line,
-                "{} > {} ",
-                Normalizer::ip(s, names),
-                Normalizer::ip(d, names)
-            );
-            // Lengths come from the headers, not the capture, which a snap length may cut.
-            let transport_len = u64::from(h.total_len()).saturating_sub(u64::from(h.ihl()) * 4);
-            (s, d, transport_len)
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let (s, d) = (
-                IpAddr::from(h.source_addr()),
-                IpAddr::from(h.destination_addr()),
-            );
-            n.value(format!("host {src}: hop limit"), h.hop_limit().to_string());
-            let _ = write!(
-                line,
-                "{} > {} ",
-                Normalizer::ip(s, names),
-                Normalizer::ip(d, names)
-            );
-            // Extension headers, which wirelab's stacks do not send, would count as payload.
-            (s, d, u64::from(h.payload_length()))
-        }
+        Some(Net::Ip(ip)) => ip,
         None => {
             let _ = write!(line, "non-IP frame");
             return line;
         }
     };
-    match &packet.transport {
-        Some(TransportSlice::Tcp(tcp)) => {
-            let payload = transport_len.saturating_sub(tcp.header_len() as u64);
+    let (ip_src, ip_dst) = (ip.src, ip.dst);
+    // Lengths come from the headers, not the capture, which a snap length may cut.
+    let transport_len = match ip.header {
+        IpHeader::V4 {
+            header_len,
+            total_len,
+            id,
+            ..
+        } => {
+            n.value(format!("host {src}: ttl"), ip.hop_limit.to_string());
+            let base = *n.ip_id_base.entry(ip_src).or_insert(id);
+            n.ip_ids
+                .entry(src.clone())
+                .or_default()
+                .push(id.wrapping_sub(base));
+            u64::from(total_len).saturating_sub(header_len as u64)
+        }
+        IpHeader::V6 { payload_len } => {
+            n.value(format!("host {src}: hop limit"), ip.hop_limit.to_string());
+            // Extension headers, which wirelab's stacks do not send, would count as payload.
+            u64::from(payload_len)
+        }
+    };
+    let _ = write!(
+        line,
+        "{} > {} ",
+        Normalizer::ip(ip_src, names),
+        Normalizer::ip(ip_dst, names)
+    );
+    match &decoded.transport {
+        Some(Transport::Tcp(tcp)) => {
+            let payload = transport_len.saturating_sub(tcp.header_len as u64);
             normalize_tcp(
                 n,
                 time_us,
-                &src,
                 (ip_src, ip_dst),
                 (tcp, payload),
                 &mut line,
                 names,
             );
         }
-        Some(TransportSlice::Udp(udp)) => {
-            let (sp, dp) = (n.port(udp.source_port()), n.port(udp.destination_port()));
-            let len = u64::from(udp.length()).saturating_sub(8);
+        Some(Transport::Udp(udp)) => {
+            let (sp, dp) = (n.port(udp.src_port), n.port(udp.dst_port));
+            let len = u64::from(udp.length).saturating_sub(8);
             let flow = format!(
                 "udp {}:{sp} > {}:{dp}",
                 Normalizer::ip(ip_src, names),
@@ -699,13 +677,13 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
             *n.counts.entry(format!("{flow}: bytes")).or_insert(0) += len;
             let _ = write!(line, "UDP {sp} > {dp} len {len}");
         }
-        Some(TransportSlice::Icmpv4(icmp)) => {
-            let (ty, code) = (icmp.type_u8(), icmp.code_u8());
+        Some(Transport::Icmpv4(icmp)) => {
+            let (ty, code) = (icmp.icmp_type, icmp.code);
             n.count(format!("host {src}: icmp type {ty} code {code}"));
             let _ = write!(line, "ICMP type {ty} code {code}");
         }
-        Some(TransportSlice::Icmpv6(icmp)) => {
-            let (ty, code) = (icmp.type_u8(), icmp.code_u8());
+        Some(Transport::Icmpv6(icmp)) => {
+            let (ty, code) = (icmp.icmp_type, icmp.code);
             n.count(format!("host {src}: icmpv6 type {ty} code {code}"));
             let _ = write!(line, "ICMPv6 type {ty} code {code}");
         }
@@ -719,14 +697,13 @@ fn normalize_frame(n: &mut Normalizer, time_us: u64, frame: &[u8], names: &Names
 fn normalize_tcp(
     n: &mut Normalizer,
     time_us: u64,
-    src_host: &str,
     (ip_src, ip_dst): (IpAddr, IpAddr),
-    (tcp, payload): (&etherparse::TcpSlice<'_>, u64),
+    (tcp, payload): (&Tcp, u64),
     line: &mut String,
     names: &Names,
 ) {
-    let here = (ip_src, tcp.source_port());
-    let there = (ip_dst, tcp.destination_port());
+    let here = (ip_src, tcp.src_port);
+    let there = (ip_dst, tcp.dst_port);
     let key = if here <= there {
         (here, there)
     } else {
@@ -762,16 +739,19 @@ fn normalize_tcp(
     let (sp, dp) = (n.port(here.1), n.port(there.1));
     let c = &mut n.connections[index];
     let forward = c.initiator == here;
-    let flags = flags_text(tcp);
-    let (syn, ack, fin, rst) = (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst());
+    // The flags two stacks may differ in; ECN and URG are not compared.
+    let flags =
+        tcp.flags & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::PSH | TcpFlags::ACK);
+    let [syn, ack, fin, rst] =
+        [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::FIN, TcpFlags::RST].map(|f| tcp.flags.has(f));
     if syn && !ack {
         c.syn_times.push(time_us);
         c.syn_options.get_or_insert_with(|| options_text(tcp));
-        c.syn_window.get_or_insert(tcp.window_size());
+        c.syn_window.get_or_insert(tcp.window);
     }
     if syn && ack {
         c.synack_options.get_or_insert_with(|| options_text(tcp));
-        c.synack_window.get_or_insert(tcp.window_size());
+        c.synack_window.get_or_insert(tcp.window);
     }
     if !forward && c.answer.is_none() && !c.syn_times.is_empty() {
         c.answer = Some(if syn && ack {
@@ -792,8 +772,8 @@ fn normalize_tcp(
     } else {
         &mut c.backward
     };
-    let base = *d.base_seq.get_or_insert(tcp.sequence_number());
-    let rel = u64::from(tcp.sequence_number().wrapping_sub(base));
+    let base = *d.base_seq.get_or_insert(tcp.seq);
+    let rel = u64::from(tcp.seq.wrapping_sub(base));
     let length = payload + u64::from(syn) + u64::from(fin);
     if length > 0 {
         if rel < d.sent_end {
@@ -810,8 +790,8 @@ fn normalize_tcp(
         d.bytes += payload;
         d.largest = d.largest.max(payload);
     }
-    d.windows.push(tcp.window_size());
-    if tcp.window_size() == 0 && !rst {
+    d.windows.push(tcp.window);
+    if tcp.window == 0 && !rst {
         d.zero_windows += 1;
     }
     d.fin |= fin;
@@ -820,25 +800,24 @@ fn normalize_tcp(
     if ack {
         match other_base {
             Some(b) => {
-                let _ = write!(line, " ack {}", tcp.acknowledgment_number().wrapping_sub(b));
+                let _ = write!(line, " ack {}", tcp.ack.wrapping_sub(b));
             }
             None => {
                 let _ = write!(line, " ack (nothing seen)");
             }
         }
     }
-    let _ = write!(line, " win {}", tcp.window_size());
+    let _ = write!(line, " win {}", tcp.window);
     if syn {
         let _ = write!(line, " <{}>", options_text(tcp));
     }
     let _ = write!(line, " len {payload}");
-    let _ = src_host;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::PacketBuilder;
+    use etherparse::{PacketBuilder, TcpOptionElement};
     use wire::capture::{CaptureFormat, CaptureWriter};
 
     /// A TCP frame between two fixed hosts.

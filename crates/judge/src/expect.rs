@@ -6,15 +6,16 @@
 
 use std::fmt::Write as _;
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::apps::{AppConfig, AppReport};
 
 use sim::config::{closest, did_you_mean, WorldConfig};
-use sim::trace::TraceKind;
+use sim::trace::TraceFrame;
 use sim::world::{Outcome, RunReport};
 use stack::MacAddr;
+use wire::frame::{Arp, Transport};
+use wire::{Decoded, TcpFlags};
 
 use crate::oracle::Violation;
 
@@ -628,108 +629,28 @@ pub fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// What matchers need to know about one frame on the wire.
-#[derive(Clone, Debug, Default)]
-struct FrameFacts {
-    time_us: u64,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    ip_version: Option<u8>,
-    protocol: Option<Protocol>,
-    /// Letters of the TCP flags set, in the order S A F R P U.
-    tcp_flags: Option<u8>,
-    icmp: Option<(u8, u8)>,
-    arp_operation: Option<u16>,
-    src_port: Option<u16>,
-    dst_port: Option<u16>,
-    payload_bytes: usize,
-    tcp_window: Option<u16>,
+/// The protocol a frame's [`PacketMatch::protocol`] is matched against: ARP, or the transport
+/// header that was read.
+fn protocol_of(decoded: &Decoded) -> Option<Protocol> {
+    if decoded.arp().is_some() {
+        return Some(Protocol::Arp);
+    }
+    match &decoded.transport {
+        Some(Transport::Tcp(_)) => Some(Protocol::Tcp),
+        Some(Transport::Udp(_)) => Some(Protocol::Udp),
+        Some(Transport::Icmpv4(_)) => Some(Protocol::Icmp),
+        Some(Transport::Icmpv6(_)) => Some(Protocol::Icmpv6),
+        _ => None,
+    }
 }
 
-const FLAG_LETTERS: [(char, u8); 6] =
-    [('S', 1), ('A', 2), ('F', 4), ('R', 8), ('P', 16), ('U', 32)];
-
-fn flags_from_letters(letters: &str) -> u8 {
-    letters
-        .chars()
-        .filter_map(|c| FLAG_LETTERS.iter().find(|(l, _)| *l == c).map(|(_, b)| *b))
-        .fold(0, |acc, b| acc | b)
-}
-
-fn facts(time_us: u64, frame: &[u8]) -> FrameFacts {
-    let mut f = FrameFacts {
-        time_us,
-        ..FrameFacts::default()
-    };
-    let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
-        return f;
-    };
-    if let Some(LinkSlice::Ethernet2(eth)) = &packet.link {
-        f.src_mac = eth.source();
-        f.dst_mac = eth.destination();
+/// The TCP or UDP payload bytes the frame holds (0 for other frames).
+fn payload_bytes(decoded: &Decoded) -> usize {
+    match &decoded.transport {
+        Some(Transport::Tcp(tcp)) => tcp.payload.len(),
+        Some(Transport::Udp(udp)) => udp.payload.len(),
+        _ => 0,
     }
-    match &packet.net {
-        Some(LaxNetSlice::Arp(arp)) => {
-            f.protocol = Some(Protocol::Arp);
-            f.arp_operation = Some(arp.operation().0);
-        }
-        Some(LaxNetSlice::Ipv4(_)) => f.ip_version = Some(4),
-        Some(LaxNetSlice::Ipv6(_)) => f.ip_version = Some(6),
-        None => {}
-    }
-    match &packet.transport {
-        Some(TransportSlice::Tcp(tcp)) => {
-            f.protocol = Some(Protocol::Tcp);
-            let mut flags = 0;
-            for (set, bit) in [
-                (tcp.syn(), 1),
-                (tcp.ack(), 2),
-                (tcp.fin(), 4),
-                (tcp.rst(), 8),
-                (tcp.psh(), 16),
-                (tcp.urg(), 32),
-            ] {
-                if set {
-                    flags |= bit;
-                }
-            }
-            f.tcp_flags = Some(flags);
-            f.src_port = Some(tcp.source_port());
-            f.dst_port = Some(tcp.destination_port());
-            f.payload_bytes = tcp.payload().len();
-            f.tcp_window = Some(tcp.window_size());
-        }
-        Some(TransportSlice::Udp(udp)) => {
-            f.protocol = Some(Protocol::Udp);
-            f.src_port = Some(udp.source_port());
-            f.dst_port = Some(udp.destination_port());
-            f.payload_bytes = udp.payload().len();
-        }
-        Some(TransportSlice::Icmpv4(icmp)) => {
-            f.protocol = Some(Protocol::Icmp);
-            f.icmp = Some((icmp.type_u8(), icmp.code_u8()));
-        }
-        Some(TransportSlice::Icmpv6(icmp)) => {
-            f.protocol = Some(Protocol::Icmpv6);
-            f.icmp = Some((icmp.type_u8(), icmp.code_u8()));
-        }
-        _ => {}
-    }
-    f
-}
-
-fn frames_of(report: &RunReport) -> Vec<FrameFacts> {
-    report
-        .trace
-        .events()
-        .iter()
-        .filter_map(|event| match &event.kind {
-            TraceKind::Frame { bytes, .. } => {
-                Some(facts(event.time_us, report.trace.frame_bytes(bytes)))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 fn icmp_matches(kind: IcmpKind, protocol: Option<Protocol>, (ty, code): (u8, u8)) -> bool {
@@ -751,103 +672,102 @@ fn icmp_matches(kind: IcmpKind, protocol: Option<Protocol>, (ty, code): (u8, u8)
     }
 }
 
-fn matches(m: &PacketMatch, f: &FrameFacts, macs: &[MacAddr], config: &WorldConfig) -> bool {
-    let host_mac = |name: &str| {
-        config
-            .host_index(name)
-            .and_then(|i| macs.get(i))
-            .map(|m| m.0)
-    };
+fn matches(m: &PacketMatch, f: &TraceFrame, macs: &[MacAddr], config: &WorldConfig) -> bool {
+    let d = &f.decoded;
+    let host_mac = |name: &str| config.host_index(name).and_then(|i| macs.get(i)).copied();
     if let Some(from) = &m.from {
-        if host_mac(from) != Some(f.src_mac) {
+        if host_mac(from) != Some(d.src_mac().unwrap_or_default()) {
             return false;
         }
     }
     if let Some(to) = &m.to {
-        if host_mac(to) != Some(f.dst_mac) {
+        if host_mac(to) != Some(d.dst_mac().unwrap_or_default()) {
             return false;
         }
     }
-    if m.ip_version.is_some() && m.ip_version != f.ip_version {
+    if m.ip_version.is_some() && m.ip_version != d.ip().map(|ip| ip.version()) {
         return false;
     }
-    if m.protocol.is_some() && m.protocol != f.protocol {
+    let protocol = protocol_of(d);
+    if m.protocol.is_some() && m.protocol != protocol {
         return false;
     }
     if let Some(letters) = &m.tcp_flags {
-        if f.tcp_flags != Some(flags_from_letters(letters)) {
+        let flags = d.tcp().map(|tcp| tcp.flags & TcpFlags::CLASSIC);
+        if flags != Some(TcpFlags::from_letters(letters)) {
             return false;
         }
     }
     if let Some(kind) = m.icmp {
-        match f.icmp {
-            Some(icmp) if icmp_matches(kind, f.protocol, icmp) => {}
+        let icmp = d.icmpv4().or(d.icmpv6());
+        match icmp {
+            Some(icmp) if icmp_matches(kind, protocol, (icmp.icmp_type, icmp.code)) => {}
             _ => return false,
         }
     }
     if let Some(kind) = m.arp {
         let wanted = match kind {
-            ArpKind::Request => 1,
-            ArpKind::Reply => 2,
+            ArpKind::Request => Arp::REQUEST,
+            ArpKind::Reply => Arp::REPLY,
         };
-        if f.arp_operation != Some(wanted) {
+        if d.arp().map(|arp| arp.operation) != Some(wanted) {
             return false;
         }
     }
-    if m.src_port.is_some() && m.src_port != f.src_port {
+    let ports = d.ports();
+    if m.src_port.is_some() && m.src_port != ports.map(|p| p.0) {
         return false;
     }
-    if m.dst_port.is_some() && m.dst_port != f.dst_port {
+    if m.dst_port.is_some() && m.dst_port != ports.map(|p| p.1) {
         return false;
     }
-    if let Some(payload) = m.payload {
-        let has = f.payload_bytes > 0;
-        if has != payload || !matches!(f.protocol, Some(Protocol::Tcp | Protocol::Udp)) {
+    let tcp_or_udp = matches!(protocol, Some(Protocol::Tcp | Protocol::Udp));
+    let payload = payload_bytes(d);
+    if let Some(with_data) = m.payload {
+        if (payload > 0) != with_data || !tcp_or_udp {
             return false;
         }
     }
     if let Some(bytes) = m.payload_bytes {
-        if f.payload_bytes != bytes as usize
-            || !matches!(f.protocol, Some(Protocol::Tcp | Protocol::Udp))
-        {
+        if payload != bytes as usize || !tcp_or_udp {
             return false;
         }
     }
     if let Some(bytes) = m.payload_bytes_above {
-        if f.payload_bytes <= bytes as usize
-            || !matches!(f.protocol, Some(Protocol::Tcp | Protocol::Udp))
-        {
+        if payload <= bytes as usize || !tcp_or_udp {
             return false;
         }
     }
-    if m.tcp_window.is_some() && m.tcp_window != f.tcp_window {
+    if m.tcp_window.is_some() && m.tcp_window != d.tcp().map(|tcp| tcp.window) {
         return false;
     }
     true
 }
 
 /// What judging a run's expectations reads: the world it ran, its report, what the oracles
-/// found, and every frame on the wire, decoded once.
+/// found, and every frame on the wire, decoded once for the whole run.
 pub struct Evidence<'a> {
     config: &'a WorldConfig,
     report: &'a RunReport,
     violations: &'a [Violation],
-    frames: Vec<FrameFacts>,
+    frames: &'a [TraceFrame],
     macs: Vec<MacAddr>,
 }
 
 impl<'a> Evidence<'a> {
-    /// The evidence of `report`, a run of `config` in which the oracles found `violations`.
+    /// The evidence of `report`, a run of `config` whose trace's frames decode to `frames`
+    /// ([`sim::trace::Trace::decode_frames`]) and in which the oracles found `violations`.
     pub fn new(
         config: &'a WorldConfig,
         report: &'a RunReport,
+        frames: &'a [TraceFrame],
         violations: &'a [Violation],
     ) -> Evidence<'a> {
         Evidence {
             config,
             report,
             violations,
-            frames: frames_of(report),
+            frames,
             macs: (0..config.hosts.len())
                 .map(|i| config.host_mac(i))
                 .collect(),
@@ -860,7 +780,7 @@ impl<'a> Evidence<'a> {
         let (passed, observed) = judge(
             expectation,
             app,
-            &self.frames,
+            self.frames,
             &self.macs,
             self.config,
             self.violations,
@@ -877,7 +797,7 @@ impl<'a> Evidence<'a> {
 fn judge(
     expectation: &Expectation,
     app: Option<&AppReport>,
-    frames: &[FrameFacts],
+    frames: &[TraceFrame],
     macs: &[MacAddr],
     config: &WorldConfig,
     violations: &[Violation],

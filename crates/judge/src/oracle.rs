@@ -1,9 +1,10 @@
 //! Trace oracles: properties every run must satisfy whatever the scenario (valid checksums, TCP sequence and window sanity, no frames to unowned MACs), checked on every frame of the trace.
 //!
-//! [`check`] walks the trace once, in order, and returns the broken rules with the frame that
-//! broke each. The rules and their stable ids:
+//! [`check_frames`] walks the trace once, in order, over the records of its frames decoded
+//! once for the whole run ([`Trace::decode_frames`]), and returns the broken rules with the
+//! frame that broke each; [`check`] decodes them itself. The rules and their stable ids:
 //!
-//! - `checksum`: every checksum a frame carries is right ([`decode::verify_checksums`]),
+//! - `checksum`: every checksum a frame carries is right ([`Decoded::checksum`]),
 //!   unless the sender's uplink corrupted the frame on purpose (a `to_segment` corruption
 //!   decision with the same frame id). A `from_segment` corruption happens after the segment,
 //!   so the copy in the trace is intact and is checked.
@@ -28,15 +29,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::net::IpAddr;
 
-use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TcpSlice, TransportSlice};
 use stack::MacAddr;
 
 use sim::config::{Direction, TraceLevel};
 use sim::impair::Decision;
-use sim::trace::{Trace, TraceKind, TraceNames};
-use wire::decode::{decode_frame, verify_checksums, ChecksumStatus};
+use sim::trace::{Trace, TraceFrame, TraceKind, TraceNames};
+use wire::decode::ChecksumStatus;
 use wire::format_time;
+use wire::frame::{Tcp, TcpOption};
+use wire::{Decoded, TcpFlags};
 
 /// The ids of the rules, as violations carry them and scenario `finding` checks name them.
 pub const RULES: [&str; 5] = [
@@ -95,6 +98,22 @@ pub fn check(trace: &Trace, names: &TraceNames, host_macs: &[MacAddr]) -> Vec<Vi
     if trace.level() < TraceLevel::Frames {
         return Vec::new();
     }
+    check_frames(trace, &trace.decode_frames(), names, host_macs)
+}
+
+/// [`check`] over frames already decoded: `frames` are `trace`'s own
+/// ([`Trace::decode_frames`]), the records the rest of the run's judging reads too. A frame
+/// they do not hold is decoded here.
+pub fn check_frames(
+    trace: &Trace,
+    frames: &[TraceFrame],
+    names: &TraceNames,
+    host_macs: &[MacAddr],
+) -> Vec<Violation> {
+    if trace.level() < TraceLevel::Frames {
+        return Vec::new();
+    }
+    let mut frames = frames.iter().peekable();
     let mut checker = Checker {
         names,
         host_macs,
@@ -119,7 +138,19 @@ pub fn check(trace: &Trace, names: &TraceNames, host_macs: &[MacAddr]) -> Vec<Vi
                 frame_id,
                 bytes,
                 ..
-            } => checker.frame(event.time_us, *segment, *frame_id, trace.frame_bytes(bytes)),
+            } => {
+                let at = |decoded| At {
+                    time_us: event.time_us,
+                    segment: *segment,
+                    frame_id: *frame_id,
+                    decoded,
+                };
+                let frame = trace.frame_bytes(bytes);
+                match frames.next_if(|f| f.bytes == *bytes) {
+                    Some(f) => checker.frame(at(&f.decoded), frame),
+                    None => checker.frame(at(&Decoded::parse(frame)), frame),
+                }
+            }
             _ => {}
         }
     }
@@ -159,7 +190,7 @@ struct At<'a> {
     time_us: u64,
     segment: u32,
     frame_id: u64,
-    frame: &'a [u8],
+    decoded: &'a Decoded,
 }
 
 struct Checker<'a> {
@@ -189,7 +220,7 @@ impl Checker<'_> {
         }
         let mut text = String::new();
         let _ = write!(text, "{detail}: ");
-        decode_frame(at.frame, &mut text);
+        at.decoded.write_line(&mut text);
         self.report.listed.push(Violation {
             time_us: at.time_us,
             frame_id: at.frame_id,
@@ -199,16 +230,11 @@ impl Checker<'_> {
         });
     }
 
-    fn frame(&mut self, time_us: u64, segment: u32, frame_id: u64, frame: &[u8]) {
-        let at = At {
-            time_us,
-            segment,
-            frame_id,
-            frame,
-        };
-        let corrupted = self.corrupted.contains(&frame_id);
+    /// Checks one frame; `at` holds its record and `frame` its bytes.
+    fn frame(&mut self, at: At<'_>, frame: &[u8]) {
+        let corrupted = self.corrupted.contains(&at.frame_id);
         if !corrupted {
-            if let ChecksumStatus::Invalid { layer } = verify_checksums(frame) {
+            if let ChecksumStatus::Invalid { layer } = at.decoded.checksum {
                 self.violation(
                     at,
                     "checksum",
@@ -221,72 +247,52 @@ impl Checker<'_> {
         }
         // The MAC header is outside the bytes an impairment may corrupt, so even a corrupted
         // frame's destination is the one its sender chose.
-        if let Some(dst) = frame.get(0..6) {
-            let unicast = dst[0] & 1 == 0;
-            if unicast && !self.host_macs.iter().any(|mac| mac.0 == dst) {
+        if let Some(dst) = at.decoded.dst_mac() {
+            if !dst.is_multicast() && !self.host_macs.contains(&dst) {
                 self.violation(
                     at,
                     "unowned-mac",
-                    format_args!(
-                        "unicast to {}, which no host owns",
-                        MacAddr(dst.try_into().unwrap_or([0; 6]))
-                    ),
+                    format_args!("unicast to {dst}, which no host owns"),
                 );
             }
         }
         if !corrupted {
-            self.tcp(at);
+            self.tcp(at, frame);
         }
     }
 
-    fn tcp(&mut self, at: At<'_>) {
-        let Ok(packet) = SlicedPacket::from_ethernet(at.frame) else {
+    fn tcp(&mut self, at: At<'_>, frame: &[u8]) {
+        let (Some(ip), Some(tcp)) = (at.decoded.ip(), at.decoded.tcp()) else {
             return;
         };
-        let (v6, src, dst) = match &packet.net {
-            Some(NetSlice::Ipv4(ip)) => {
-                // A fragment holds only part of the segment; the stacks here never fragment
-                // TCP, and a part cannot be checked on its own.
-                if ip.is_payload_fragmented() {
-                    return;
-                }
-                let (mut src, mut dst) = ([0; 16], [0; 16]);
-                src[..4].copy_from_slice(&ip.header().source());
-                dst[..4].copy_from_slice(&ip.header().destination());
-                (false, src, dst)
-            }
-            Some(NetSlice::Ipv6(ip)) => {
-                if ip.is_payload_fragmented() {
-                    return;
-                }
-                (true, ip.header().source(), ip.header().destination())
-            }
-            _ => return,
-        };
-        let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
+        // Only a segment whose frame is whole and consistent is judged: one cut off, or
+        // whose lengths disagree, says nothing reliable about the stream. A fragment holds
+        // only part of the segment (its TCP header is never read); the stacks here never
+        // fragment TCP, and a part cannot be checked on its own.
+        if at.decoded.malformed.is_some() || ip.fragmented {
             return;
-        };
-        let src = (src, tcp.source_port());
-        let dst = (dst, tcp.destination_port());
+        }
+        let src = (ip.src, tcp.src_port);
+        let dst = (ip.dst, tcp.dst_port);
         // Each connection is stored once, under its endpoints in order; `side` says which of
         // the two sent this segment.
         let (key, side) = if src <= dst {
-            ((at.segment, v6, src, dst), 0)
+            ((at.segment, src, dst), 0)
         } else {
-            ((at.segment, v6, dst, src), 1)
+            ((at.segment, dst, src), 1)
         };
         let connection = self.connections.entry(key).or_default();
         let mut found = Found::default();
-        connection.segment(side, tcp, &mut found);
+        connection.segment(side, tcp, tcp.payload_of(frame), &mut found);
         for problem in found.problems.iter().flatten() {
             self.violation(at, problem.rule(), format_args!("{problem}"));
         }
     }
 }
 
-/// (segment, IPv6?, lower endpoint, higher endpoint); an endpoint is (address, port), with an
-/// IPv4 address in the first four bytes.
-type ConnectionKey = (u32, bool, ([u8; 16], u16), ([u8; 16], u16));
+/// (segment, lower endpoint, higher endpoint); an endpoint is (address, port), and the two
+/// addresses of a connection are of one IP version.
+type ConnectionKey = (u32, (IpAddr, u16), (IpAddr, u16));
 
 /// `a < b` in sequence space (RFC 9293 section 3.4: comparisons are modulo 2^32).
 fn seq_lt(a: u32, b: u32) -> bool {
@@ -347,17 +353,15 @@ impl Connection {
     }
 
     /// Checks one segment sent by `side`, then adds it to the connection's state.
-    fn segment(&mut self, side: usize, tcp: &TcpSlice<'_>, found: &mut Found) {
+    fn segment(&mut self, side: usize, tcp: &Tcp, payload: &[u8], found: &mut Found) {
         let peer = 1 - side;
-        let seq = tcp.sequence_number();
-        let ack = tcp.acknowledgment_number();
-        let payload = tcp.payload();
+        let (seq, ack) = (tcp.seq, tcp.ack);
         let len = payload.len() as u32;
-        let syn = u32::from(tcp.syn());
+        let syn = u32::from(tcp.flags.has(TcpFlags::SYN));
         let data_seq = seq.wrapping_add(syn);
         let data_end = data_seq.wrapping_add(len);
 
-        if tcp.syn() {
+        if tcp.flags.has(TcpFlags::SYN) {
             match self.sides[side].isn {
                 Some(isn) if isn != seq && self.closed() => {
                     // A fresh connection on the same 4-tuple: forget the old one.
@@ -376,7 +380,7 @@ impl Connection {
         }
         let isn = self.sides[side].isn;
 
-        if tcp.ack() {
+        if tcp.flags.has(TcpFlags::ACK) {
             match self.sides[peer].sent_end {
                 Some(end) if seq_lt(end, ack) => found.push(Problem::AckBeyondSent {
                     ack,
@@ -390,12 +394,12 @@ impl Connection {
 
         // A RST's sequence number and window say nothing about the stream (a RST answering a
         // stray segment takes its number from that segment), so only its ACK is checked.
-        if tcp.rst() {
+        if tcp.flags.has(TcpFlags::RST) {
             self.reset = true;
             return;
         }
 
-        let keep_alive = self.is_keep_alive(side, tcp);
+        let keep_alive = self.is_keep_alive(side, tcp, len);
         if len > 0 && !keep_alive {
             let receiver = &self.sides[peer];
             if let Some(edge) = receiver.right_edge {
@@ -430,7 +434,8 @@ impl Connection {
                 }
             }
         }
-        if tcp.fin() {
+        let fin = tcp.flags.has(TcpFlags::FIN);
+        if fin {
             match me.fin {
                 Some(fin) if fin != data_end => found.push(Problem::FinMoved {
                     fin,
@@ -441,17 +446,17 @@ impl Connection {
                 None => me.fin = Some(data_end),
             }
         }
-        let end = data_end.wrapping_add(u32::from(tcp.fin()));
+        let end = data_end.wrapping_add(u32::from(fin));
         me.sent_end = Some(seq_max(me.sent_end, end));
 
-        if tcp.ack() {
+        if tcp.flags.has(TcpFlags::ACK) {
             me.acked = Some(seq_max(me.acked, ack));
             // RFC 7323 section 2.2: the window of a SYN is never scaled.
-            let shift = if tcp.syn() { Some(0) } else { self.shift(side) };
+            let shift = if syn == 1 { Some(0) } else { self.shift(side) };
             // Without both SYNs the scaling is unknown, and a guess could only produce false
             // reports; the edge is learnt from the next segment instead.
             if let Some(shift) = shift {
-                let window = u32::from(tcp.window_size()) << shift;
+                let window = u32::from(tcp.window) << shift;
                 let me = &mut self.sides[side];
                 me.right_edge = Some(seq_max(me.right_edge, ack.wrapping_add(window)));
                 if window == 0 {
@@ -461,15 +466,25 @@ impl Connection {
         }
     }
 
-    fn learn_syn(&mut self, side: usize, tcp: &TcpSlice<'_>) {
+    fn learn_syn(&mut self, side: usize, tcp: &Tcp) {
         let me = &mut self.sides[side];
-        me.isn = Some(tcp.sequence_number());
-        // A malformed option list ends the search: options past it cannot be trusted.
+        me.isn = Some(tcp.seq);
+        // End of Option List ends the search, and so does an option this oracle cannot read
+        // (an unknown kind, a wrong length): options past it cannot be trusted.
         me.window_shift = tcp
-            .options_iterator()
-            .map_while(Result::ok)
+            .options
+            .iter()
+            .take_while(|option| {
+                !matches!(
+                    option,
+                    TcpOption::Eol
+                        | TcpOption::Unknown { .. }
+                        | TcpOption::BadLength { .. }
+                        | TcpOption::Malformed { .. }
+                )
+            })
             .find_map(|option| match option {
-                TcpOptionElement::WindowScale(shift) => Some(shift.min(MAX_WINDOW_SHIFT)),
+                TcpOption::WindowScale(shift) => Some(shift.min(MAX_WINDOW_SHIFT)),
                 _ => None,
             });
     }
@@ -477,12 +492,10 @@ impl Connection {
     /// A keep-alive (RFC 9293 section 3.8.4, RFC 1122 section 4.2.3.6) is one garbage octet at
     /// SND.NXT - 1, a byte the peer has already acknowledged: it is not a retransmission, and
     /// smoltcp sends a zero there whatever the byte was.
-    fn is_keep_alive(&self, side: usize, tcp: &TcpSlice<'_>) -> bool {
-        let seq = tcp.sequence_number();
-        let end = seq.wrapping_add(1);
-        tcp.payload().len() == 1
-            && !tcp.syn()
-            && !tcp.fin()
+    fn is_keep_alive(&self, side: usize, tcp: &Tcp, len: u32) -> bool {
+        let end = tcp.seq.wrapping_add(1);
+        len == 1
+            && !tcp.flags.has(TcpFlags::SYN | TcpFlags::FIN)
             && self.sides[side].sent_end == Some(end)
             && self.sides[1 - side]
                 .acked
@@ -690,7 +703,7 @@ impl Found {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::PacketBuilder;
+    use etherparse::{PacketBuilder, TcpOptionElement};
 
     const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];

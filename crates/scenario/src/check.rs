@@ -8,11 +8,12 @@ use std::fmt::Write as _;
 use judge::expect::{Evidence, Expectation, ExpectationResult};
 use judge::oracle::{self, Violation};
 use sim::apps::AppReport;
+use sim::trace::TraceFrame;
 use sim::world::{run, RunError, RunOptions, RunReport};
 use stack::{MacAddr, Registry};
 use wire::capture::read_capture;
-use wire::decode::decode_frame;
 use wire::format_time;
+use wire::Decoded;
 
 use crate::format::Scenario;
 
@@ -21,6 +22,9 @@ pub struct Checked {
     pub name: String,
     pub seed: u64,
     pub report: RunReport,
+    /// Every frame of the report's trace, decoded once: what the oracles and expectations
+    /// judged and what the snapshot shows.
+    pub frames: Vec<TraceFrame>,
     pub expectations: Vec<ExpectationResult>,
     pub violations: Vec<Violation>,
     /// Everything that fails the run, one sentence each; empty when it passed.
@@ -76,8 +80,15 @@ impl Checked {
             let _ = writeln!(out, "  {}", describe_app(app));
         }
         let _ = writeln!(out, "trace:");
-        out.push_str(&self.report.trace_text());
+        out.push_str(&self.trace_text());
         out
+    }
+
+    /// The decoded trace, one line per event, from the frames decoded for judging.
+    pub fn trace_text(&self) -> String {
+        self.report
+            .trace
+            .render_decoded(&self.report.names, &self.frames)
     }
 }
 
@@ -122,8 +133,11 @@ pub fn check(
         .map(|i| config.host_mac(i))
         .collect();
     let report = run(config.clone(), &scenario.apps, stacks, options)?;
-    let violations = oracle::check(&report.trace, &report.names, &macs);
-    let evidence = Evidence::new(&config, &report, &violations);
+    // The one parse of the run's frames: the oracles, the expectations and the snapshot all
+    // read these records.
+    let frames = report.trace.decode_frames();
+    let violations = oracle::check_frames(&report.trace, &frames, &report.names, &macs);
+    let evidence = Evidence::new(&config, &report, &frames, &violations);
     let expectations: Vec<ExpectationResult> = scenario
         .expectations
         .iter()
@@ -180,6 +194,7 @@ pub fn check(
         name: scenario.name.clone(),
         seed,
         report,
+        frames,
         expectations,
         violations,
         problems,
@@ -309,8 +324,7 @@ pub fn snapshot_agrees_with_capture(
         {
             continue;
         }
-        let mut line = String::new();
-        decode_frame(&frame.data, &mut line);
+        let line = Decoded::parse(&frame.data).line();
         let truncated = frame.data.len() < frame.original_len as usize;
         from_capture.push((format!("{} {line}", format_time(frame.time_us)), truncated));
     }

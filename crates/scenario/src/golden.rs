@@ -5,8 +5,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use wire::capture::read_capture;
-use wire::decode::decode_frame;
 use wire::format_time;
+use wire::frame::{IpHeader, Net, Transport};
+use wire::Decoded;
 
 use crate::format::Scenario;
 
@@ -79,16 +80,23 @@ pub fn compare_capture(path: &Path, actual: &[u8]) -> Result<(), GoldenMismatch>
                 "  first difference at frame {} (1-based)",
                 index + 1
             );
-            let mut line = String::new();
-            decode_frame(&e.data, &mut line);
-            let _ = writeln!(detail, "  golden: {} {line}", format_time(e.time_us));
-            line.clear();
-            decode_frame(&a.data, &mut line);
-            let _ = writeln!(detail, "  actual: {} {line}", format_time(a.time_us));
+            let (golden, actual) = (Decoded::parse(&e.data), Decoded::parse(&a.data));
+            let _ = writeln!(
+                detail,
+                "  golden: {} {}",
+                format_time(e.time_us),
+                golden.line()
+            );
+            let _ = writeln!(
+                detail,
+                "  actual: {} {}",
+                format_time(a.time_us),
+                actual.line()
+            );
             if e.time_us != a.time_us {
                 let _ = writeln!(detail, "  time: {} vs {} µs", e.time_us, a.time_us);
             }
-            for line in field_differences(&e.data, &a.data) {
+            for line in decoded_differences(&golden, &actual) {
                 let _ = writeln!(detail, "  {line}");
             }
             if let Some(byte) = e.data.iter().zip(&a.data).position(|(x, y)| x != y) {
@@ -278,77 +286,73 @@ pub fn compare_snapshot(path: &Path, actual: &str) -> Result<(), GoldenMismatch>
 }
 
 /// The header fields of a frame that a reader compares, by name, as text.
-fn frame_fields(frame: &[u8]) -> Vec<(&'static str, String)> {
-    use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+fn frame_fields(d: &Decoded) -> Vec<(&'static str, String)> {
     let mut fields = Vec::new();
-    let Ok(packet) = LaxSlicedPacket::from_ethernet(frame) else {
+    let Some(eth) = &d.ethernet else {
         return fields;
     };
-    if let Some(LinkSlice::Ethernet2(eth)) = &packet.link {
-        fields.push(("eth.src", format!("{:02x?}", eth.source())));
-        fields.push(("eth.dst", format!("{:02x?}", eth.destination())));
-        fields.push(("eth.type", format!("{:#06x}", eth.ether_type().0)));
-    }
-    match &packet.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            fields.push(("ip.src", format!("{:?}", h.source_addr())));
-            fields.push(("ip.dst", format!("{:?}", h.destination_addr())));
-            fields.push(("ip.id", h.identification().to_string()));
-            fields.push(("ip.ttl", h.ttl().to_string()));
-            fields.push(("ip.len", h.total_len().to_string()));
-            fields.push(("ip.checksum", format!("{:#06x}", h.header_checksum())));
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            fields.push(("ip6.src", format!("{:?}", h.source_addr())));
-            fields.push(("ip6.dst", format!("{:?}", h.destination_addr())));
-            fields.push(("ip6.hlim", h.hop_limit().to_string()));
-            fields.push(("ip6.plen", h.payload_length().to_string()));
-        }
-        Some(LaxNetSlice::Arp(arp)) => {
-            fields.push(("arp.op", arp.operation().0.to_string()));
-            fields.push(("arp.sender", format!("{:02x?}", arp.sender_protocol_addr())));
-            fields.push(("arp.target", format!("{:02x?}", arp.target_protocol_addr())));
+    fields.push(("eth.src", format!("{:02x?}", eth.src.0)));
+    fields.push(("eth.dst", format!("{:02x?}", eth.dst.0)));
+    fields.push(("eth.type", format!("{:#06x}", eth.ether_type)));
+    match &d.net {
+        Some(Net::Ip(ip)) => match ip.header {
+            IpHeader::V4 {
+                id,
+                total_len,
+                checksum,
+                ..
+            } => {
+                fields.push(("ip.src", ip.src.to_string()));
+                fields.push(("ip.dst", ip.dst.to_string()));
+                fields.push(("ip.id", id.to_string()));
+                fields.push(("ip.ttl", ip.hop_limit.to_string()));
+                fields.push(("ip.len", total_len.to_string()));
+                fields.push(("ip.checksum", format!("{checksum:#06x}")));
+            }
+            IpHeader::V6 { payload_len } => {
+                fields.push(("ip6.src", ip.src.to_string()));
+                fields.push(("ip6.dst", ip.dst.to_string()));
+                fields.push(("ip6.hlim", ip.hop_limit.to_string()));
+                fields.push(("ip6.plen", payload_len.to_string()));
+            }
+        },
+        Some(Net::Arp(arp)) => {
+            fields.push(("arp.op", arp.operation.to_string()));
+            // Only Ethernet/IPv4 ARP keeps its addresses; others compare by their header.
+            if let Some(a) = &arp.addresses {
+                fields.push(("arp.sender", format!("{:02x?}", a.sender_ip.octets())));
+                fields.push(("arp.target", format!("{:02x?}", a.target_ip.octets())));
+            }
         }
         None => {}
     }
-    match &packet.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            fields.push(("tcp.sport", t.source_port().to_string()));
-            fields.push(("tcp.dport", t.destination_port().to_string()));
-            fields.push(("tcp.seq", t.sequence_number().to_string()));
-            fields.push(("tcp.ack", t.acknowledgment_number().to_string()));
-            let flags = [
-                (t.syn(), 'S'),
-                (t.fin(), 'F'),
-                (t.rst(), 'R'),
-                (t.psh(), 'P'),
-                (t.ack(), '.'),
-                (t.urg(), 'U'),
-            ];
-            let flags: String = flags.iter().filter(|(on, _)| *on).map(|(_, c)| c).collect();
-            fields.push(("tcp.flags", flags));
-            fields.push(("tcp.window", t.window_size().to_string()));
-            fields.push(("tcp.options", format!("{:02x?}", t.options())));
-            fields.push(("tcp.checksum", format!("{:#06x}", t.checksum())));
-            fields.push(("tcp.payload_len", t.payload().len().to_string()));
+    match &d.transport {
+        Some(Transport::Tcp(t)) => {
+            fields.push(("tcp.sport", t.src_port.to_string()));
+            fields.push(("tcp.dport", t.dst_port.to_string()));
+            fields.push(("tcp.seq", t.seq.to_string()));
+            fields.push(("tcp.ack", t.ack.to_string()));
+            fields.push(("tcp.flags", t.flags.to_string()));
+            fields.push(("tcp.window", t.window.to_string()));
+            fields.push(("tcp.options", format!("{:?}", t.options)));
+            fields.push(("tcp.checksum", format!("{:#06x}", t.checksum)));
+            fields.push(("tcp.payload_len", t.payload.len().to_string()));
         }
-        Some(TransportSlice::Udp(u)) => {
-            fields.push(("udp.sport", u.source_port().to_string()));
-            fields.push(("udp.dport", u.destination_port().to_string()));
-            fields.push(("udp.len", u.length().to_string()));
-            fields.push(("udp.checksum", format!("{:#06x}", u.checksum())));
+        Some(Transport::Udp(u)) => {
+            fields.push(("udp.sport", u.src_port.to_string()));
+            fields.push(("udp.dport", u.dst_port.to_string()));
+            fields.push(("udp.len", u.length.to_string()));
+            fields.push(("udp.checksum", format!("{:#06x}", u.checksum)));
         }
-        Some(TransportSlice::Icmpv4(i)) => {
-            fields.push(("icmp.type", i.type_u8().to_string()));
-            fields.push(("icmp.code", i.code_u8().to_string()));
-            fields.push(("icmp.checksum", format!("{:#06x}", i.checksum())));
+        Some(Transport::Icmpv4(i)) => {
+            fields.push(("icmp.type", i.icmp_type.to_string()));
+            fields.push(("icmp.code", i.code.to_string()));
+            fields.push(("icmp.checksum", format!("{:#06x}", i.checksum)));
         }
-        Some(TransportSlice::Icmpv6(i)) => {
-            fields.push(("icmp6.type", i.type_u8().to_string()));
-            fields.push(("icmp6.code", i.code_u8().to_string()));
-            fields.push(("icmp6.checksum", format!("{:#06x}", i.checksum())));
+        Some(Transport::Icmpv6(i)) => {
+            fields.push(("icmp6.type", i.icmp_type.to_string()));
+            fields.push(("icmp6.code", i.code.to_string()));
+            fields.push(("icmp6.checksum", format!("{:#06x}", i.checksum)));
         }
         _ => {}
     }
@@ -357,6 +361,11 @@ fn frame_fields(frame: &[u8]) -> Vec<(&'static str, String)> {
 
 /// One line per header field that differs between two frames, `name: golden -> actual`.
 pub fn field_differences(golden: &[u8], actual: &[u8]) -> Vec<String> {
+    decoded_differences(&Decoded::parse(golden), &Decoded::parse(actual))
+}
+
+/// [`field_differences`] of two frames already decoded.
+pub fn decoded_differences(golden: &Decoded, actual: &Decoded) -> Vec<String> {
     let (g, a) = (frame_fields(golden), frame_fields(actual));
     let mut out = Vec::new();
     for (name, value) in &g {
@@ -434,7 +443,7 @@ mod tests {
         assert!(field_differences(&tcp(1, 100), &tcp(1, 100)).is_empty());
         assert_eq!(
             field_differences(&tcp(1, 100), &[0u8; 3]).len(),
-            frame_fields(&tcp(1, 100)).len()
+            frame_fields(&Decoded::parse(&tcp(1, 100))).len()
         );
     }
 }

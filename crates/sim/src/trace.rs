@@ -1,4 +1,4 @@
-//! The run's trace: every frame on a segment, every impairment decision and every run event, hashed as it is recorded and rendered as text on demand.
+//! The run's trace: every frame on a segment, every impairment decision and every run event, hashed as it is recorded, decoded once after the run and rendered as text on demand.
 
 use std::fmt::Write;
 
@@ -6,8 +6,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::{Direction, TraceLevel};
 use crate::impair::Decision;
-use wire::decode::decode_frame;
 pub use wire::format_time;
+use wire::Decoded;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TraceKind {
@@ -46,6 +46,19 @@ pub enum TraceKind {
 pub struct TraceEvent {
     pub time_us: u64,
     pub kind: TraceKind,
+}
+
+/// One frame of a trace and its record: what the oracles, the expectations and the trace's
+/// text all read, so that a run parses each frame once ([`Trace::decode_frames`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceFrame {
+    pub time_us: u64,
+    pub segment: u32,
+    pub from_host: u32,
+    pub frame_id: u64,
+    /// Where the bytes are in the trace ([`Trace::frame_bytes`]).
+    pub bytes: std::ops::Range<usize>,
+    pub decoded: Decoded,
 }
 
 /// Names to render host and segment numbers with.
@@ -188,11 +201,48 @@ impl Trace {
         &self.frame_bytes[range.clone()]
     }
 
+    /// Decodes every frame of the trace, in trace order. A run does this once, after it
+    /// ends, and hands the records to everything that reads its frames.
+    pub fn decode_frames(&self) -> Vec<TraceFrame> {
+        self.events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                TraceKind::Frame {
+                    segment,
+                    from_host,
+                    frame_id,
+                    bytes,
+                } => Some(TraceFrame {
+                    time_us: event.time_us,
+                    segment: *segment,
+                    from_host: *from_host,
+                    frame_id: *frame_id,
+                    bytes: bytes.clone(),
+                    decoded: Decoded::parse(self.frame_bytes(bytes)),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// One line per event: `seconds.micros  where  what`.
     pub fn render(&self, names: &TraceNames) -> String {
+        self.render_decoded(names, &self.decode_frames())
+    }
+
+    /// [`render`](Self::render) with the frames already decoded: `frames` are this trace's
+    /// [`decode_frames`](Self::decode_frames). A frame they do not hold is decoded here.
+    pub fn render_decoded(&self, names: &TraceNames, frames: &[TraceFrame]) -> String {
         let mut out = String::new();
+        let mut frames = frames.iter().peekable();
         for event in &self.events {
-            render_event(&mut out, event, names, self);
+            let decoded = match &event.kind {
+                TraceKind::Frame { bytes, .. } => {
+                    frames.next_if(|f| f.bytes == *bytes).map(|f| &f.decoded)
+                }
+                _ => None,
+            };
+            render_event(&mut out, event, names, self, decoded);
             out.push('\n');
         }
         out
@@ -210,7 +260,13 @@ fn segment_name(names: &TraceNames, segment: u32) -> &str {
         .map_or("?", String::as_str)
 }
 
-fn render_event(out: &mut String, event: &TraceEvent, names: &TraceNames, trace: &Trace) {
+fn render_event(
+    out: &mut String,
+    event: &TraceEvent,
+    names: &TraceNames,
+    trace: &Trace,
+    decoded: Option<&Decoded>,
+) {
     let _ = write!(out, "{} ", format_time(event.time_us));
     match &event.kind {
         TraceKind::Frame {
@@ -226,7 +282,10 @@ fn render_event(out: &mut String, event: &TraceEvent, names: &TraceNames, trace:
                 frame_id,
                 host_name(names, *from_host)
             );
-            decode_frame(trace.frame_bytes(bytes), out);
+            match decoded {
+                Some(decoded) => decoded.write_line(out),
+                None => Decoded::parse(trace.frame_bytes(bytes)).write_line(out),
+            }
         }
         TraceKind::Impairment {
             host,
@@ -269,5 +328,44 @@ fn render_event(out: &mut String, event: &TraceEvent, names: &TraceNames, trace:
                 direction.name()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text is the same whichever records it is handed: the trace's own, none, or
+    /// records whose byte ranges do not line up with its frames; a frame without its record
+    /// is decoded on the spot.
+    #[test]
+    fn rendering_reads_the_records_of_this_trace_only() {
+        let mut arp = vec![0xff; 6];
+        arp.extend([
+            2, 0, 0, 0, 0, 1, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1,
+        ]);
+        arp.extend([10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        let mut trace = Trace::new(TraceLevel::Frames);
+        trace.frame(1, 0, 0, 0, &arp);
+        trace.record(2, TraceKind::LinkState { host: 0, up: false });
+        trace.frame(3, 0, 0, 1, &arp[..20]);
+        let names = TraceNames {
+            hosts: vec!["a".into()],
+            segments: vec!["lan".into()],
+        };
+        let frames = trace.decode_frames();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].frame_id, 1);
+        let text = trace.render(&names);
+        assert!(
+            text.starts_with("0.000001 lan #0 from a: 02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff ARP who-has 10.0.0.2 tell 10.0.0.1\n"),
+            "{text}"
+        );
+        assert_eq!(trace.render_decoded(&names, &frames), text);
+        assert_eq!(trace.render_decoded(&names, &[]), text);
+        let mut other = Trace::new(TraceLevel::Frames);
+        other.frame(0, 0, 0, 0, &arp[..30]);
+        other.frame(0, 0, 0, 1, &arp);
+        assert_eq!(trace.render_decoded(&names, &other.decode_frames()), text);
     }
 }

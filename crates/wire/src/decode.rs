@@ -1,4 +1,4 @@
-//! One-line, tcpdump-like decoding of Ethernet frames (etherparse's lax slicing, so cut-off frames still show what they hold), and checksum verification with an RFC 1071 reference sum.
+//! The one-line, tcpdump-like text of a decoded frame ([`Decoded`], so cut-off frames still show what they hold); the checksum functions are re-exported here from [`crate::checksum`].
 //!
 //! The line format is stable: decoded lines end up in snapshots and golden-difference
 //! reports that people review, so a change here is a change to what they read. Every
@@ -14,199 +14,21 @@
 //! A frame that is cut off or inconsistent gets ` [malformed: <reason>]` after whatever
 //! could be decoded, and a frame whose checksums do not add up gets ` [bad cksum <layer>]`.
 
-use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::fmt::{self, Write};
+use std::net::Ipv4Addr;
 
 use etherparse::err::packet::SliceError;
 use etherparse::err::Layer;
-use etherparse::{
-    ether_type, ip_number, ArpHardwareId, ArpOperation, ArpPacketSlice, EtherType,
-    LaxIpPayloadSlice, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LenSource, LinkSlice,
-    TcpOptionElement, TcpOptionReadError, TcpOptionsIterator, TcpSlice, TransportSlice,
+
+use crate::frame::{
+    Arp, Decoded, Icmp, Ip, IpHeader, LinkExt, Malformed, Net, Quoted, TcpFlags, TcpOption,
+    TcpOptionBytes, Transport,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumLayer {
-    Ipv4Header,
-    Tcp,
-    Udp,
-    Icmpv4,
-    Icmpv6,
-}
-
-impl ChecksumLayer {
-    /// The short name used in decoded lines (`[bad cksum tcp]`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ChecksumLayer::Ipv4Header => "ip",
-            ChecksumLayer::Tcp => "tcp",
-            ChecksumLayer::Udp => "udp",
-            ChecksumLayer::Icmpv4 => "icmp",
-            ChecksumLayer::Icmpv6 => "icmp6",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumStatus {
-    /// Every checksum the frame carries was verified and is right.
-    Valid,
-    /// The frame carries no checksum we know (ARP, unknown EtherType, an IPv6 packet whose
-    /// payload is cut off, fragmented or of an unknown protocol, an unparseable frame).
-    NotApplicable,
-    /// The first checksum, from the outside in, that is wrong.
-    Invalid { layer: ChecksumLayer },
-}
-
-/// The RFC 1071 ones'-complement sum of `data`, folded to 16 bits, added to `initial`.
-pub fn ones_complement_sum(initial: u32, data: &[u8]) -> u16 {
-    let mut sum = u64::from(initial);
-    let mut chunks = data.chunks_exact(2);
-    for pair in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// The sum of the TCP/UDP/ICMPv6 pseudo-header (RFC 9293, RFC 768, RFC 8200 section 8.1).
-pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u32 {
-    let mut sum = 0u32;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks_exact(2) {
-            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-        }
-    };
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            add(&s.octets());
-            add(&d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            add(&s.octets());
-            add(&d.octets());
-        }
-        _ => {}
-    }
-    // Upper-layer lengths fit 32 bits (IPv6 jumbograms aside, which etherparse does not
-    // slice); they are added as two 16-bit words.
-    let len = len as u32;
-    sum + u32::from(protocol) + (len & 0xffff) + (len >> 16)
-}
-
-/// Verifies every checksum the frame carries: the IPv4 header, then TCP, UDP (a zero UDP
-/// checksum over IPv4 means "none", RFC 768), ICMPv4, and ICMPv6, each transport with its
-/// pseudo-header. A payload that is cut off or fragmented cannot be verified and counts as
-/// carrying no transport checksum. IPv6 routing headers are not followed: the pseudo-header
-/// uses the destination in the IPv6 header. Never panics.
-pub fn verify_checksums(frame: &[u8]) -> ChecksumStatus {
-    match LaxSlicedPacket::from_ethernet(frame) {
-        Ok(packet) => verify_sliced(&packet),
-        Err(_) => ChecksumStatus::NotApplicable,
-    }
-}
-
-fn verify_sliced(packet: &LaxSlicedPacket<'_>) -> ChecksumStatus {
-    let (src, dst, payload, v4) = match &packet.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            if ones_complement_sum(0, h.slice()) != 0xffff {
-                return ChecksumStatus::Invalid {
-                    layer: ChecksumLayer::Ipv4Header,
-                };
-            }
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                v4.payload(),
-                true,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                v6.payload(),
-                false,
-            )
-        }
-        Some(LaxNetSlice::Arp(_)) | None => return ChecksumStatus::NotApplicable,
-    };
-    let ip_only = if v4 {
-        ChecksumStatus::Valid
-    } else {
-        ChecksumStatus::NotApplicable
-    };
-    // A cut-off or fragmented payload does not hold all the bytes its checksum covers, and
-    // a payload whose length came from the slice (the IP length field was unusable) may
-    // hold bytes that it does not cover.
-    if payload.incomplete || payload.fragmented || payload.len_source == LenSource::Slice {
-        return ip_only;
-    }
-    let t = payload.payload;
-    let with_pseudo = |layer, covered: &[u8]| {
-        let sum = pseudo_header_sum(src, dst, payload.ip_number.0, covered.len());
-        if ones_complement_sum(sum, covered) == 0xffff {
-            ChecksumStatus::Valid
-        } else {
-            ChecksumStatus::Invalid { layer }
-        }
-    };
-    match payload.ip_number {
-        ip_number::TCP if t.len() >= 20 => with_pseudo(ChecksumLayer::Tcp, t),
-        ip_number::UDP if t.len() >= 8 => {
-            if v4 && t[6..8] == [0, 0] {
-                return ChecksumStatus::Valid;
-            }
-            // The checksum covers what the UDP length field says; a length that does not
-            // fit the IP payload leaves nothing trustworthy to check.
-            let udp_len = usize::from(u16::from_be_bytes([t[4], t[5]]));
-            if udp_len < 8 || udp_len > t.len() {
-                return ip_only;
-            }
-            with_pseudo(ChecksumLayer::Udp, &t[..udp_len])
-        }
-        ip_number::ICMP if v4 && t.len() >= 4 => {
-            if ones_complement_sum(0, t) == 0xffff {
-                ChecksumStatus::Valid
-            } else {
-                ChecksumStatus::Invalid {
-                    layer: ChecksumLayer::Icmpv4,
-                }
-            }
-        }
-        ip_number::IPV6_ICMP if !v4 && t.len() >= 4 => with_pseudo(ChecksumLayer::Icmpv6, t),
-        _ => ip_only,
-    }
-}
-
-/// The first inconsistency found while decoding, rendered at the end of the line.
-enum Problem<'a> {
-    /// etherparse stopped slicing here.
-    Slice(&'a SliceError),
-    /// A length field promises more bytes than the frame holds.
-    Cut {
-        what: &'static str,
-        declared: usize,
-        present: usize,
-    },
-    /// A length field is smaller than the header it belongs to.
-    BelowHeader {
-        what: &'static str,
-        declared: usize,
-        header: usize,
-    },
-    /// The IP version nibble disagrees with the EtherType.
-    VersionMismatch { ether_type: u16, version: u8 },
-    /// A message is shorter than its type requires.
-    Short { what: &'static str, len: usize },
-}
+// Checksums were decoded here before they had a module of their own; these paths still work.
+pub use crate::checksum::{
+    ones_complement_sum, pseudo_header_sum, verify_checksums, ChecksumLayer, ChecksumStatus,
+};
 
 fn layer_name(layer: Layer) -> &'static str {
     match layer {
@@ -232,200 +54,123 @@ fn layer_name(layer: Layer) -> &'static str {
     }
 }
 
-fn write_problem(out: &mut String, problem: &Problem<'_>) {
-    use etherparse::err::{ip, ipv4, ipv6, tcp};
-    out.push_str(" [malformed: ");
-    let _ = match problem {
-        Problem::Slice(SliceError::Len(e)) => write!(
-            out,
-            "{} needs {} bytes, {} present",
-            layer_name(e.layer),
-            e.required_len,
-            e.len
-        ),
-        Problem::Slice(SliceError::Ip(ip::HeaderError::UnsupportedIpVersion {
-            version_number,
-        })) => write!(out, "IP version {version_number}"),
-        Problem::Slice(SliceError::Ip(ip::HeaderError::Ipv4HeaderLengthSmallerThanHeader {
-            ihl,
-        }))
-        | Problem::Slice(SliceError::Ipv4(ipv4::HeaderError::HeaderLengthSmallerThanHeader {
-            ihl,
-        })) => write!(out, "IPv4 header length {ihl} words, less than 5"),
-        Problem::Slice(SliceError::Ipv4(ipv4::HeaderError::UnexpectedVersion {
-            version_number,
-        }))
-        | Problem::Slice(SliceError::Ipv6(ipv6::HeaderError::UnexpectedVersion {
-            version_number,
-        })) => {
-            write!(out, "IP version {version_number}")
+impl fmt::Display for Malformed {
+    /// The reason as decoded lines show it inside `[malformed: ...]`.
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use etherparse::err::{ip, ipv4, ipv6, tcp};
+        match self {
+            Malformed::NoEthernetHeader { len } => {
+                write!(out, "{len} bytes is shorter than an Ethernet header")
+            }
+            Malformed::Slice(SliceError::Len(e)) => write!(
+                out,
+                "{} needs {} bytes, {} present",
+                layer_name(e.layer),
+                e.required_len,
+                e.len
+            ),
+            Malformed::Slice(SliceError::Ip(ip::HeaderError::UnsupportedIpVersion {
+                version_number,
+            })) => write!(out, "IP version {version_number}"),
+            Malformed::Slice(SliceError::Ip(
+                ip::HeaderError::Ipv4HeaderLengthSmallerThanHeader { ihl },
+            ))
+            | Malformed::Slice(SliceError::Ipv4(
+                ipv4::HeaderError::HeaderLengthSmallerThanHeader { ihl },
+            )) => write!(out, "IPv4 header length {ihl} words, less than 5"),
+            Malformed::Slice(SliceError::Ipv4(ipv4::HeaderError::UnexpectedVersion {
+                version_number,
+            }))
+            | Malformed::Slice(SliceError::Ipv6(ipv6::HeaderError::UnexpectedVersion {
+                version_number,
+            })) => write!(out, "IP version {version_number}"),
+            Malformed::Slice(SliceError::Tcp(tcp::HeaderError::DataOffsetTooSmall {
+                data_offset,
+            })) => write!(out, "TCP data offset {data_offset} words, less than 5"),
+            // The remaining errors (IP authentication and IPv6 extension headers, MACsec,
+            // Linux cooked captures) are rare enough for etherparse's own wording.
+            Malformed::Slice(other) => write!(out, "{other}"),
+            Malformed::Cut {
+                what,
+                declared,
+                present,
+            } => write!(out, "{what} says {declared} bytes, {present} present"),
+            Malformed::BelowHeader {
+                what,
+                declared,
+                header,
+            } => write!(
+                out,
+                "{what} {declared} is less than the {header}-byte header"
+            ),
+            Malformed::VersionMismatch {
+                ether_type,
+                version,
+            } => write!(
+                out,
+                "IP version {version} under EtherType {ether_type:#06x}"
+            ),
+            Malformed::Short { what, len } => write!(out, "{what} of {len} bytes is too short"),
         }
-        Problem::Slice(SliceError::Tcp(tcp::HeaderError::DataOffsetTooSmall { data_offset })) => {
-            write!(out, "TCP data offset {data_offset} words, less than 5")
-        }
-        // The remaining errors (IP authentication and IPv6 extension headers, MACsec,
-        // Linux cooked captures) are rare enough for etherparse's own wording.
-        Problem::Slice(other) => write!(out, "{other}"),
-        Problem::Cut {
-            what,
-            declared,
-            present,
-        } => write!(out, "{what} says {declared} bytes, {present} present"),
-        Problem::BelowHeader {
-            what,
-            declared,
-            header,
-        } => write!(
-            out,
-            "{what} {declared} is less than the {header}-byte header"
-        ),
-        Problem::VersionMismatch {
-            ether_type,
-            version,
-        } => write!(
-            out,
-            "IP version {version} under EtherType {ether_type:#06x}"
-        ),
-        Problem::Short { what, len } => write!(out, "{what} of {len} bytes is too short"),
-    };
-    out.push(']');
-}
-
-fn mac(out: &mut String, bytes: &[u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        let _ = write!(out, "{b:02x}");
     }
 }
 
-fn ipv4_at(bytes: &[u8]) -> Option<Ipv4Addr> {
-    <[u8; 4]>::try_from(bytes.get(..4)?)
-        .ok()
-        .map(Ipv4Addr::from)
-}
-
-fn ipv6_at(bytes: &[u8]) -> Option<Ipv6Addr> {
-    <[u8; 16]>::try_from(bytes.get(..16)?)
-        .ok()
-        .map(Ipv6Addr::from)
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    match bytes.get(at..at + 2) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => 0,
-    }
-}
-
-fn ether_type_label(out: &mut String, ether_type: EtherType, frame_len: usize) {
+fn ether_type_label(out: &mut String, ether_type: u16, frame_len: usize) {
     let _ = match ether_type {
-        ether_type::IPV4 => write!(out, "IPv4"),
-        ether_type::IPV6 => write!(out, "IPv6"),
-        ether_type::ARP => write!(out, "ARP"),
+        0x0800 => write!(out, "IPv4"),
+        0x86dd => write!(out, "IPv6"),
+        0x0806 => write!(out, "ARP"),
         // Values up to 1500 are IEEE 802.3 lengths, not types.
-        EtherType(len) if len <= 1500 => write!(out, "802.3 len {frame_len}"),
-        EtherType(value) => write!(out, "ethertype {value:#06x} len {frame_len}"),
+        len if len <= 1500 => write!(out, "802.3 len {frame_len}"),
+        value => write!(out, "ethertype {value:#06x} len {frame_len}"),
     };
 }
 
-fn arp(out: &mut String, a: &ArpPacketSlice<'_>) {
-    let eth_ipv4 = a.hw_addr_type() == ArpHardwareId::ETHERNET
-        && a.proto_addr_type() == ether_type::IPV4
-        && a.hw_addr_size() == 6
-        && a.proto_addr_size() == 4;
-    if !eth_ipv4 {
+fn arp(out: &mut String, a: &Arp) {
+    let Some(addresses) = &a.addresses else {
         let _ = write!(
             out,
             "ARP hw {} proto {:#06x} op {}",
-            a.hw_addr_type().0,
-            a.proto_addr_type().0,
-            a.operation().0
+            a.hardware_type, a.protocol_type, a.operation
         );
         return;
-    }
-    let (Some(spa), Some(tpa)) = (
-        ipv4_at(a.sender_protocol_addr()),
-        ipv4_at(a.target_protocol_addr()),
-    ) else {
-        return;
     };
-    let _ = match a.operation() {
-        ArpOperation::REQUEST => write!(out, "ARP who-has {tpa} tell {spa}"),
-        ArpOperation::REPLY => {
-            let _ = write!(out, "ARP reply {spa} is-at ");
-            mac(out, a.sender_hw_addr());
-            Ok(())
-        }
-        ArpOperation(op) => write!(out, "ARP op {op} {spa} > {tpa}"),
+    let (spa, tpa) = (addresses.sender_ip, addresses.target_ip);
+    let _ = match a.operation {
+        Arp::REQUEST => write!(out, "ARP who-has {tpa} tell {spa}"),
+        Arp::REPLY => write!(out, "ARP reply {spa} is-at {}", addresses.sender_mac),
+        op => write!(out, "ARP op {op} {spa} > {tpa}"),
     };
-}
-
-/// Where `inner` starts inside `outer`, when it does.
-fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
-    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    (start + inner.len() <= outer.len()).then_some(start)
-}
-
-/// The length of the IP payload according to the IP header, which is more than the bytes
-/// present when the frame is cut off. `ip_packet` runs from the IP header to the end of the
-/// frame, and `ip_end` is where the IP header says the packet ends.
-fn declared_payload_len(payload: &LaxIpPayloadSlice<'_>, ip_packet: &[u8], ip_end: usize) -> usize {
-    if !payload.incomplete {
-        return payload.payload.len();
-    }
-    match offset_in(ip_packet, payload.payload) {
-        Some(start) => ip_end.saturating_sub(start),
-        None => payload.payload.len(),
-    }
 }
 
 /// Writes ` for <proto> <src>[.port] > <dst>[.port]` for the datagram an ICMP error quotes.
-fn quoted(out: &mut String, original: &[u8]) {
-    let Ok(inner) = LaxSlicedPacket::from_ip(original) else {
+fn quoted(out: &mut String, quoted: Option<&Quoted>) {
+    let Some(q) = quoted else {
         return;
     };
-    let (src, dst, payload) = match &inner.net {
-        Some(LaxNetSlice::Ipv4(v4)) => (
-            IpAddr::V4(v4.header().source_addr()),
-            IpAddr::V4(v4.header().destination_addr()),
-            v4.payload(),
-        ),
-        Some(LaxNetSlice::Ipv6(v6)) => (
-            IpAddr::V6(v6.header().source_addr()),
-            IpAddr::V6(v6.header().destination_addr()),
-            v6.payload(),
-        ),
-        _ => return,
+    let _ = match q.protocol {
+        6 => write!(out, " for TCP"),
+        17 => write!(out, " for UDP"),
+        1 => write!(out, " for ICMP"),
+        58 => write!(out, " for ICMPv6"),
+        other => write!(out, " for proto {other}"),
     };
-    // Only the first 8 bytes of the quoted transport header are promised (RFC 792), so the
-    // ports are read directly rather than through a full TCP header.
-    let p = payload.payload;
-    let ports = (!payload.fragmented && p.len() >= 4).then(|| (u16_at(p, 0), u16_at(p, 2)));
-    let _ = match payload.ip_number {
-        ip_number::TCP => write!(out, " for TCP"),
-        ip_number::UDP => write!(out, " for UDP"),
-        ip_number::ICMP => write!(out, " for ICMP"),
-        ip_number::IPV6_ICMP => write!(out, " for ICMPv6"),
-        other => write!(out, " for proto {}", other.0),
-    };
-    let with_ports = matches!(payload.ip_number, ip_number::TCP | ip_number::UDP);
-    let _ = match ports.filter(|_| with_ports) {
+    let (src, dst) = (q.src, q.dst);
+    let _ = match q.ports {
         Some((sport, dport)) => write!(out, " {src}.{sport} > {dst}.{dport}"),
         None => write!(out, " {src} > {dst}"),
     };
 }
 
-/// Decodes an ICMPv4 message (`m` holds at least the 8-byte header, as etherparse checks).
-fn icmpv4(out: &mut String, m: &[u8], declared_len: usize) {
-    let (ty, code) = (m[0], m[1]);
+/// Writes an ICMPv4 message; `declared_len` is the IP payload's length by its header.
+fn icmpv4(out: &mut String, m: &Icmp, declared_len: usize) {
+    let (ty, code) = (m.icmp_type, m.code);
+    let rest = m.rest_of_header;
     let echo = |out: &mut String, what: &str| {
+        let (id, seq) = m.echo();
         let _ = write!(
             out,
-            "ICMP echo {what} id {} seq {} len {}",
-            u16_at(m, 4),
-            u16_at(m, 6),
+            "ICMP echo {what} id {id} seq {seq} len {}",
             declared_len.saturating_sub(8)
         );
     };
@@ -453,9 +198,9 @@ fn icmpv4(out: &mut String, m: &[u8], declared_len: usize) {
                 let _ = write!(out, "ICMP {reason}");
             }
             if code == 4 {
-                let _ = write!(out, " mtu {}", u16_at(m, 6));
+                let _ = write!(out, " mtu {}", u16::from_be_bytes([rest[2], rest[3]]));
             }
-            quoted(out, &m[8..]);
+            quoted(out, m.quoted.as_ref());
         }
         11 => {
             out.push_str(if code == 1 {
@@ -463,19 +208,15 @@ fn icmpv4(out: &mut String, m: &[u8], declared_len: usize) {
             } else {
                 "ICMP time exceeded in transit"
             });
-            quoted(out, &m[8..]);
+            quoted(out, m.quoted.as_ref());
         }
         12 => {
-            let _ = write!(out, "ICMP parameter problem pointer {}", m[4]);
-            quoted(out, &m[8..]);
+            let _ = write!(out, "ICMP parameter problem pointer {}", rest[0]);
+            quoted(out, m.quoted.as_ref());
         }
         5 => {
-            let _ = write!(
-                out,
-                "ICMP redirect to {}",
-                ipv4_at(&m[4..]).unwrap_or(Ipv4Addr::UNSPECIFIED)
-            );
-            quoted(out, &m[8..]);
+            let _ = write!(out, "ICMP redirect to {}", Ipv4Addr::from(rest));
+            quoted(out, m.quoted.as_ref());
         }
         4 => out.push_str("ICMP source quench"),
         9 => out.push_str("ICMP router advertisement"),
@@ -488,38 +229,36 @@ fn icmpv4(out: &mut String, m: &[u8], declared_len: usize) {
     }
 }
 
-/// Decodes an ICMPv6 message (`m` holds at least the 8-byte header, as etherparse checks).
-fn icmpv6<'a>(out: &mut String, m: &[u8], declared_len: usize) -> Option<Problem<'a>> {
-    let (ty, code) = (m[0], m[1]);
-    let target = |out: &mut String, what: &'static str| match ipv6_at(&m[8..]) {
-        Some(addr) => {
+/// Writes an ICMPv6 message; `declared_len` is the IP payload's length by its header.
+fn icmpv6(out: &mut String, m: &Icmp, declared_len: usize) {
+    let (ty, code) = (m.icmp_type, m.code);
+    let word = u32::from_be_bytes(m.rest_of_header);
+    let target = |out: &mut String| {
+        if let Some(addr) = m.target {
             let _ = write!(out, " {addr}");
-            None
         }
-        None => Some(Problem::Short { what, len: m.len() }),
     };
     match ty {
         128 | 129 => {
+            let (id, seq) = m.echo();
             let _ = write!(
                 out,
-                "ICMPv6 echo {} id {} seq {} len {}",
+                "ICMPv6 echo {} id {id} seq {seq} len {}",
                 if ty == 128 { "request" } else { "reply" },
-                u16_at(m, 4),
-                u16_at(m, 6),
                 declared_len.saturating_sub(8)
             );
         }
         135 => {
             out.push_str("ICMPv6 neighbor solicitation who-has");
-            return target(out, "neighbor solicitation");
+            target(out);
         }
         136 => {
             out.push_str("ICMPv6 neighbor advertisement tgt-is");
-            return target(out, "neighbor advertisement");
+            target(out);
         }
         137 => {
             out.push_str("ICMPv6 redirect to");
-            return target(out, "redirect");
+            target(out);
         }
         133 => out.push_str("ICMPv6 router solicitation"),
         134 => out.push_str("ICMPv6 router advertisement"),
@@ -543,12 +282,11 @@ fn icmpv6<'a>(out: &mut String, m: &[u8], declared_len: usize) -> Option<Problem
             } else {
                 let _ = write!(out, "ICMPv6 {reason}");
             }
-            quoted(out, &m[8..]);
+            quoted(out, m.quoted.as_ref());
         }
         2 => {
-            let mtu = u32::from_be_bytes([m[4], m[5], m[6], m[7]]);
-            let _ = write!(out, "ICMPv6 packet too big mtu {mtu}");
-            quoted(out, &m[8..]);
+            let _ = write!(out, "ICMPv6 packet too big mtu {word}");
+            quoted(out, m.quoted.as_ref());
         }
         3 => {
             out.push_str(if code == 1 {
@@ -556,98 +294,53 @@ fn icmpv6<'a>(out: &mut String, m: &[u8], declared_len: usize) -> Option<Problem
             } else {
                 "ICMPv6 time exceeded in transit"
             });
-            quoted(out, &m[8..]);
+            quoted(out, m.quoted.as_ref());
         }
         4 => {
-            let pointer = u32::from_be_bytes([m[4], m[5], m[6], m[7]]);
-            let _ = write!(
-                out,
-                "ICMPv6 parameter problem code {code} pointer {pointer}"
-            );
-            quoted(out, &m[8..]);
+            let _ = write!(out, "ICMPv6 parameter problem code {code} pointer {word}");
+            quoted(out, m.quoted.as_ref());
         }
         _ => {
             let _ = write!(out, "ICMPv6 type {ty} code {code}");
         }
     }
-    None
-}
-
-/// Writes TCP flags in tcpdump's order and letters: `[S]`, `[S.]`, `[P.]`, `[F.]`, `[R]`.
-fn tcp_flags(out: &mut String, tcp: &TcpSlice<'_>) {
-    out.push('[');
-    let before = out.len();
-    for (set, flag) in [
-        (tcp.fin(), 'F'),
-        (tcp.syn(), 'S'),
-        (tcp.rst(), 'R'),
-        (tcp.psh(), 'P'),
-        (tcp.ack(), '.'),
-        (tcp.urg(), 'U'),
-        (tcp.ece(), 'E'),
-        (tcp.cwr(), 'W'),
-        (tcp.ns(), 'e'),
-    ] {
-        if set {
-            out.push(flag);
-        }
-    }
-    if out.len() == before {
-        out.push_str("none");
-    }
-    out.push(']');
 }
 
 /// Writes the options as tcpdump does (`<mss 1460,nop,wscale 7,sackOK,TS val 1 ecr 0>`).
 /// Unknown kinds print as `unknown-N` and are skipped by their length; an option that
-/// does not fit prints `[bad opt]` and ends the list.
-fn tcp_options(out: &mut String, options: &[u8]) {
+/// does not fit prints `[bad opt]` and ends the list, as does End of Option List (`eol`:
+/// what follows is padding).
+fn tcp_options(out: &mut String, options: &TcpOptionBytes) {
     if options.is_empty() {
         return;
     }
     out.push_str(" <");
-    let mut first = true;
-    let mut rest = options;
-    while !rest.is_empty() {
-        if !first {
+    for (i, option) in options.iter().enumerate() {
+        if i > 0 {
             out.push(',');
         }
-        first = false;
-        let mut it = TcpOptionsIterator::from_slice(rest);
-        let _ = match it.next() {
-            None => {
-                // End of option list; what follows is padding.
+        let _ = match option {
+            TcpOption::Eol => {
                 out.push_str("eol");
                 break;
             }
-            Some(Ok(option)) => {
-                rest = it.rest();
-                match option {
-                    TcpOptionElement::Noop => write!(out, "nop"),
-                    TcpOptionElement::MaximumSegmentSize(m) => write!(out, "mss {m}"),
-                    TcpOptionElement::WindowScale(w) => write!(out, "wscale {w}"),
-                    TcpOptionElement::SelectiveAcknowledgementPermitted => write!(out, "sackOK"),
-                    TcpOptionElement::SelectiveAcknowledgement(first, more) => {
-                        let _ = write!(out, "sack {}:{}", first.0, first.1);
-                        for (l, r) in more.iter().flatten() {
-                            let _ = write!(out, " {l}:{r}");
-                        }
-                        Ok(())
-                    }
-                    TcpOptionElement::Timestamp(val, ecr) => write!(out, "TS val {val} ecr {ecr}"),
+            TcpOption::Nop => write!(out, "nop"),
+            TcpOption::Mss(m) => write!(out, "mss {m}"),
+            TcpOption::WindowScale(w) => write!(out, "wscale {w}"),
+            TcpOption::SackPermitted => write!(out, "sackOK"),
+            TcpOption::Sack(blocks) => {
+                for (n, (l, r)) in blocks.iter().enumerate() {
+                    let _ = write!(out, "{}{l}:{r}", if n == 0 { "sack " } else { " " });
                 }
-            }
-            Some(Err(TcpOptionReadError::UnknownId(kind))) => {
-                let len = usize::from(rest.get(1).copied().unwrap_or(0));
-                let _ = write!(out, "unknown-{kind}");
-                if len < 2 || len > rest.len() {
-                    out.push_str(" [bad opt]");
-                    break;
-                }
-                rest = &rest[len..];
                 Ok(())
             }
-            Some(Err(_)) => {
+            TcpOption::Timestamp { value, echo } => write!(out, "TS val {value} ecr {echo}"),
+            TcpOption::Unknown { kind, .. } => write!(out, "unknown-{kind}"),
+            TcpOption::Malformed { kind } if !TcpOption::is_known_kind(kind) => {
+                let _ = write!(out, "unknown-{kind} [bad opt]");
+                break;
+            }
+            TcpOption::BadLength { .. } | TcpOption::Malformed { .. } => {
                 out.push_str("[bad opt]");
                 break;
             }
@@ -656,218 +349,122 @@ fn tcp_options(out: &mut String, options: &[u8]) {
     out.push('>');
 }
 
-/// Appends a one-line human-readable decode of an Ethernet frame to `out` (no trailing
-/// newline): addresses, protocol, the fields tcpdump shows, then ` [malformed: ...]` and
-/// ` [bad cksum ...]` when they apply. Never panics, whatever the bytes.
-pub fn decode_frame(frame: &[u8], out: &mut String) {
-    let packet = match LaxSlicedPacket::from_ethernet(frame) {
-        Ok(packet) => packet,
-        Err(_) => {
-            let _ = write!(
-                out,
-                "[malformed: {} bytes is shorter than an Ethernet header]",
-                frame.len()
-            );
+impl Decoded {
+    /// Appends the frame's one-line human-readable decode to `out` (no trailing newline):
+    /// addresses, protocol, the fields tcpdump shows, then ` [malformed: ...]` and
+    /// ` [bad cksum ...]` when they apply.
+    pub fn write_line(&self, out: &mut String) {
+        let Some(eth) = &self.ethernet else {
+            let _ = match &self.malformed {
+                Some(problem) => write!(out, "[malformed: {problem}]"),
+                None => write!(out, "len {}", self.len),
+            };
             return;
-        }
-    };
-    if let Some(LinkSlice::Ethernet2(eth)) = &packet.link {
-        mac(out, &eth.source());
-        out.push_str(" > ");
-        mac(out, &eth.destination());
-    }
-    for ext in &packet.link_exts {
-        let _ = match ext {
-            LaxLinkExtSlice::Vlan(v) => write!(out, " vlan {}", v.vlan_identifier().value()),
-            LaxLinkExtSlice::Macsec(_) => write!(out, " macsec"),
         };
-    }
-    out.push(' ');
-    let ether_type = packet.ether_payload().map(|p| p.ether_type);
-    let mut problem = packet.stop_err.as_ref().map(|(e, _)| Problem::Slice(e));
-    match &packet.net {
-        Some(LaxNetSlice::Arp(a)) => arp(out, a),
-        Some(LaxNetSlice::Ipv4(_) | LaxNetSlice::Ipv6(_)) => {
-            let found = ip(out, &packet, ether_type);
-            problem = problem.or(found);
+        let _ = write!(out, "{} > {}", eth.src, eth.dst);
+        for ext in self.link_exts.iter().flatten() {
+            let _ = match ext {
+                LinkExt::Vlan { id } => write!(out, " vlan {id}"),
+                LinkExt::Macsec => write!(out, " macsec"),
+            };
         }
-        None => match ether_type {
-            Some(t) => ether_type_label(out, t, frame.len()),
-            // MACsec with an encrypted payload: nothing more to read.
-            None => {
-                let _ = write!(out, "len {}", frame.len());
+        out.push(' ');
+        match &self.net {
+            Some(Net::Arp(a)) => arp(out, a),
+            Some(Net::Ip(ip)) => self.write_ip(out, ip),
+            None => match self.ether_type {
+                Some(t) => ether_type_label(out, t, self.len),
+                // MACsec with an encrypted payload: nothing more to read.
+                None => {
+                    let _ = write!(out, "len {}", self.len);
+                }
+            },
+        }
+        if let Some(problem) = &self.malformed {
+            let _ = write!(out, " [malformed: {problem}]");
+        }
+        if let ChecksumStatus::Invalid { layer } = self.checksum {
+            let _ = write!(out, " [bad cksum {}]", layer.name());
+        }
+    }
+
+    /// The one-line decode as a string of its own.
+    pub fn line(&self) -> String {
+        let mut out = String::new();
+        self.write_line(&mut out);
+        out
+    }
+
+    fn write_ip(&self, out: &mut String, ip: &Ip) {
+        out.push_str(if ip.version() == 4 { "IPv4 " } else { "IPv6 " });
+        let (src, dst) = (ip.src, ip.dst);
+        let _ = match self.ports() {
+            Some((sport, dport)) => write!(out, "{src}.{sport} > {dst}.{dport}"),
+            None => write!(out, "{src} > {dst}"),
+        };
+        match ip.header {
+            IpHeader::V4 {
+                id,
+                more_fragments,
+                fragment_offset,
+                ..
+            } => {
+                let _ = write!(out, " ttl {}", ip.hop_limit);
+                if ip.fragmented {
+                    let more = if more_fragments { "+" } else { "" };
+                    let _ = write!(out, " frag id {id} off {fragment_offset}{more}");
+                }
             }
-        },
-    }
-    if let Some(p) = &problem {
-        write_problem(out, p);
-    }
-    if let ChecksumStatus::Invalid { layer } = verify_sliced(&packet) {
-        let _ = write!(out, " [bad cksum {}]", layer.name());
+            IpHeader::V6 { .. } => {
+                let _ = write!(out, " hlim {}", ip.hop_limit);
+                if ip.fragmented {
+                    out.push_str(" frag");
+                }
+            }
+        }
+        let declared = ip.declared_payload_len;
+        match &self.transport {
+            Some(Transport::Tcp(tcp)) => {
+                let _ = write!(out, " TCP {} seq {}", tcp.flags.tcpdump(tcp.ns), tcp.seq);
+                if tcp.flags.has(TcpFlags::ACK) {
+                    let _ = write!(out, " ack {}", tcp.ack);
+                }
+                let _ = write!(out, " win {}", tcp.window);
+                if tcp.flags.has(TcpFlags::URG) {
+                    let _ = write!(out, " urg {}", tcp.urgent);
+                }
+                tcp_options(out, &tcp.options);
+                let _ = write!(out, " len {}", declared.saturating_sub(tcp.header_len));
+            }
+            Some(Transport::Udp(udp)) => {
+                let _ = write!(out, " UDP len {}", udp.length.max(8) - 8);
+            }
+            Some(Transport::Icmpv4(icmp)) => {
+                out.push(' ');
+                icmpv4(out, icmp, declared);
+            }
+            Some(Transport::Icmpv6(icmp)) => {
+                out.push(' ');
+                icmpv6(out, icmp, declared);
+            }
+            Some(Transport::Igmp) => {
+                let _ = write!(out, " IGMP len {declared}");
+            }
+            None => {
+                // A fragment, a protocol etherparse does not slice, or a transport header it
+                // could not read (the problem says which).
+                if !matches!(self.malformed, Some(Malformed::Slice(_))) {
+                    let _ = write!(out, " proto {} len {declared}", ip.protocol);
+                }
+            }
+        }
     }
 }
 
-/// Decodes the IP part of a packet whose `net` is IPv4 or IPv6; returns the first
-/// inconsistency in the lengths it finds.
-fn ip<'a>(
-    out: &mut String,
-    packet: &LaxSlicedPacket<'a>,
-    ether_type: Option<EtherType>,
-) -> Option<Problem<'a>> {
-    let mut problem = None;
-    // The bytes from the IP header to the end of the frame, to measure offsets in.
-    let ip_packet = packet.ether_payload().map_or(&[][..], |p| p.payload);
-    let (src, dst, payload, declared) = match &packet.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            if ether_type.is_some_and(|t| t != ether_type::IPV4) {
-                problem = Some(Problem::VersionMismatch {
-                    ether_type: ether_type.map_or(0, |t| t.0),
-                    version: 4,
-                });
-            }
-            out.push_str("IPv4 ");
-            let total = usize::from(h.total_len());
-            let payload = v4.payload();
-            if payload.incomplete {
-                problem = problem.or(Some(Problem::Cut {
-                    what: "IPv4 total length",
-                    declared: total,
-                    present: ip_packet.len(),
-                }));
-            } else if payload.len_source == LenSource::Slice {
-                problem = problem.or(Some(Problem::BelowHeader {
-                    what: "IPv4 total length",
-                    declared: total,
-                    header: h.slice().len(),
-                }));
-            }
-            let declared = declared_payload_len(payload, ip_packet, total);
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                payload,
-                declared,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            if ether_type.is_some_and(|t| t != ether_type::IPV6) {
-                problem = Some(Problem::VersionMismatch {
-                    ether_type: ether_type.map_or(0, |t| t.0),
-                    version: 6,
-                });
-            }
-            out.push_str("IPv6 ");
-            let payload = v6.payload();
-            let total = 40 + usize::from(h.payload_length());
-            if payload.incomplete {
-                problem = problem.or(Some(Problem::Cut {
-                    what: "IPv6 payload length",
-                    declared: total - 40,
-                    present: ip_packet.len().saturating_sub(40),
-                }));
-            }
-            let declared = declared_payload_len(payload, ip_packet, total);
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                payload,
-                declared,
-            )
-        }
-        _ => return None,
-    };
-    let _ = match &packet.transport {
-        Some(TransportSlice::Tcp(t)) => write!(
-            out,
-            "{src}.{} > {dst}.{}",
-            t.source_port(),
-            t.destination_port()
-        ),
-        Some(TransportSlice::Udp(u)) => write!(
-            out,
-            "{src}.{} > {dst}.{}",
-            u.source_port(),
-            u.destination_port()
-        ),
-        _ => write!(out, "{src} > {dst}"),
-    };
-    match &packet.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let _ = write!(out, " ttl {}", h.ttl());
-            if h.is_fragmenting_payload() {
-                let _ = write!(
-                    out,
-                    " frag id {} off {}{}",
-                    h.identification(),
-                    u32::from(h.fragments_offset().value()) * 8,
-                    if h.more_fragments() { "+" } else { "" }
-                );
-            }
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let _ = write!(out, " hlim {}", v6.header().hop_limit());
-            if v6.is_payload_fragmented() {
-                out.push_str(" frag");
-            }
-        }
-        _ => {}
-    }
-    match &packet.transport {
-        Some(TransportSlice::Tcp(tcp)) => {
-            out.push_str(" TCP ");
-            tcp_flags(out, tcp);
-            let _ = write!(out, " seq {}", tcp.sequence_number());
-            if tcp.ack() {
-                let _ = write!(out, " ack {}", tcp.acknowledgment_number());
-            }
-            let _ = write!(out, " win {}", tcp.window_size());
-            if tcp.urg() {
-                let _ = write!(out, " urg {}", tcp.urgent_pointer());
-            }
-            tcp_options(out, tcp.options());
-            let _ = write!(out, " len {}", declared.saturating_sub(tcp.header_len()));
-        }
-        Some(TransportSlice::Udp(udp)) => {
-            let udp_len = usize::from(udp.length());
-            let _ = write!(out, " UDP len {}", udp_len.max(8) - 8);
-            if udp_len < 8 {
-                problem = problem.or(Some(Problem::BelowHeader {
-                    what: "UDP length",
-                    declared: udp_len,
-                    header: 8,
-                }));
-            } else if udp_len > declared {
-                problem = problem.or(Some(Problem::Cut {
-                    what: "UDP length",
-                    declared: udp_len,
-                    present: declared,
-                }));
-            }
-        }
-        Some(TransportSlice::Icmpv4(icmp)) => {
-            out.push(' ');
-            icmpv4(out, icmp.slice(), declared);
-        }
-        Some(TransportSlice::Icmpv6(icmp)) => {
-            out.push(' ');
-            let found = icmpv6(out, icmp.slice(), declared);
-            problem = problem.or(found);
-        }
-        Some(TransportSlice::Igmp(_)) => {
-            let _ = write!(out, " IGMP len {declared}");
-        }
-        None => {
-            // A fragment, a protocol etherparse does not slice, or a transport header it
-            // could not read (the problem says which).
-            if packet.stop_err.is_none() {
-                let _ = write!(out, " proto {} len {declared}", payload.ip_number.0);
-            }
-        }
-    }
-    problem
+/// Appends a one-line human-readable decode of an Ethernet frame to `out` (no trailing
+/// newline); see [`Decoded::write_line`]. Never panics, whatever the bytes.
+pub fn decode_frame(frame: &[u8], out: &mut String) {
+    Decoded::parse(frame).write_line(out);
 }
 
 /// A virtual time in seconds with six decimals (`1.000250`), as traces and reports show it.
@@ -878,7 +475,7 @@ pub fn format_time(time_us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{ArpEthIpv4Packet, PacketBuilder};
+    use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, TcpOptionElement};
 
     const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 2];

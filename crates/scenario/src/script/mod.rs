@@ -110,47 +110,8 @@ pub enum Packet {
     Icmp(IcmpPacket),
 }
 
-/// TCP flags as their bits in the header.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
-
-    pub fn has(self, bit: u8) -> bool {
-        self.0 & bit != 0
-    }
-}
-
-impl fmt::Display for TcpFlags {
-    /// packetdrill's spelling: `S`, `S.`, `P.`, `F.`, `R.`, `.`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (bit, letter) in [
-            (Self::SYN, 'S'),
-            (Self::FIN, 'F'),
-            (Self::PSH, 'P'),
-            (Self::RST, 'R'),
-            (Self::URG, 'U'),
-            (Self::ECE, 'E'),
-            (Self::CWR, 'W'),
-        ] {
-            if self.has(bit) {
-                write!(f, "{letter}")?;
-            }
-        }
-        if self.has(Self::ACK) {
-            write!(f, ".")?;
-        }
-        Ok(())
-    }
-}
+/// TCP flags as their bits in the header, spelled as packetdrill does when displayed.
+pub use wire::TcpFlags;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpPacket {

@@ -432,7 +432,7 @@ fn parse_packet(cursor: &mut Cursor, inbound: bool) -> Result<Packet> {
         "icmp" => parse_icmp(cursor),
         "" if cursor.peek() == Some('.') => {
             cursor.bump();
-            parse_tcp(cursor, TcpFlags(TcpFlags::ACK), inbound)
+            parse_tcp(cursor, TcpFlags::ACK, inbound)
         }
         // packetdrill's spelling of a segment with no flags at all.
         "" if cursor.peek() == Some('-') => {
@@ -449,15 +449,9 @@ fn parse_packet(cursor: &mut Cursor, inbound: bool) -> Result<Packet> {
         _ => {
             let mut flags = TcpFlags::default();
             for c in word.chars() {
-                flags.0 |= match c {
-                    'S' => TcpFlags::SYN,
-                    'F' => TcpFlags::FIN,
-                    'P' => TcpFlags::PSH,
-                    'R' => TcpFlags::RST,
-                    'U' => TcpFlags::URG,
-                    'E' => TcpFlags::ECE,
-                    'W' => TcpFlags::CWR,
-                    _ => {
+                flags |= match TcpFlags::from_packetdrill(c).filter(|_| c != '.') {
+                    Some(flag) => flag,
+                    None => {
                         return Err(LocatedError {
                             line: cursor.line,
                             column: word_column,
@@ -469,7 +463,7 @@ fn parse_packet(cursor: &mut Cursor, inbound: bool) -> Result<Packet> {
                 };
             }
             if cursor.eat('.') {
-                flags.0 |= TcpFlags::ACK;
+                flags |= TcpFlags::ACK;
             }
             if flags.0 == 0 {
                 return Err(cursor.error(
@@ -1226,7 +1220,7 @@ mod tests {
         let super::super::Action::Inject(Packet::Tcp(tcp)) = event.action else {
             panic!("not an injected TCP packet");
         };
-        assert_eq!(tcp.flags, TcpFlags(TcpFlags::SYN));
+        assert_eq!(tcp.flags, TcpFlags::SYN);
         assert_eq!(tcp.window, Some(32792));
         assert_eq!(
             tcp.options,

@@ -20,8 +20,10 @@ use super::{
     Script, Syscall, TcpFlags, TcpOption, TcpPacket, TimeSpec,
 };
 use wire::capture::{CaptureFormat, CaptureWriter};
-use wire::decode::{decode_frame, ones_complement_sum, pseudo_header_sum};
+use wire::decode::{ones_complement_sum, pseudo_header_sum};
 use wire::format_time;
+use wire::frame::{Arp, TcpOption as WireOption, TcpOptionBytes};
+use wire::Decoded;
 
 /// The stack under test's address (packetdrill's `live_local_ip`).
 pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
@@ -217,6 +219,13 @@ fn option_name(call: &Syscall) -> Option<&str> {
     }
 }
 
+/// A frame the stack sent that no `>` line has matched yet, decoded once when it was sent.
+struct Sent {
+    time_us: u64,
+    frame: Vec<u8>,
+    decoded: Decoded,
+}
+
 /// A frame seen on the wire, for the capture.
 struct Record {
     time_us: u64,
@@ -266,8 +275,8 @@ struct Runtime {
     backend: String,
     now_us: u64,
     egress: FrameQueue,
-    /// Frames from the stack not yet matched by a `>` line, with their time.
-    outbound: VecDeque<(u64, Vec<u8>)>,
+    /// Frames from the stack not yet matched by a `>` line, in the order sent.
+    outbound: VecDeque<Sent>,
     records: Vec<Record>,
     trace: String,
     local_isn: Option<u32>,
@@ -365,14 +374,14 @@ impl Runtime {
                 }
             }
         }
-        if let Some((time_us, frame)) = self.outbound.front() {
-            if *time_us <= last_us {
+        if let Some(sent) = self.outbound.front() {
+            if sent.time_us <= last_us {
                 return Err(RunFailure {
                     line: events.last().map_or(0, |e| e.line),
                     message: format!(
                         "unexpected packet at {} after the last line:\n  actual:   {}",
-                        format_time(*time_us),
-                        self.render(frame)
+                        format_time(sent.time_us),
+                        self.render(sent)
                     ),
                 });
             }
@@ -420,15 +429,15 @@ impl Runtime {
     }
 
     fn check_unexpected(&self, before_us: u64, event: &Event) -> Result<(), RunFailure> {
-        if let Some((time_us, frame)) = self.outbound.front() {
-            if *time_us + self.tolerance_us < before_us {
+        if let Some(sent) = self.outbound.front() {
+            if sent.time_us + self.tolerance_us < before_us {
                 return Err(RunFailure {
                     line: event.line,
                     message: format!(
                         "unexpected packet at {}, before this line's time {}:\n  actual:   {}\n  next line: {}",
-                        format_time(*time_us),
+                        format_time(sent.time_us),
                         format_time(before_us),
-                        self.render(frame),
+                        self.render(sent),
                         event.text
                     ),
                 });
@@ -468,9 +477,8 @@ impl Runtime {
             end_us + self.tolerance_us,
         );
         loop {
-            if let Some((time_us, _)) = self.outbound.front() {
-                let time_us = *time_us;
-                let (_, frame) = self.outbound.pop_front().unwrap_or_default();
+            if let Some(sent) = self.outbound.pop_front() {
+                let time_us = sent.time_us;
                 let expected_text = render_expected(expected);
                 if time_us < start_us || time_us > end_us {
                     let when = if time_us < start_us { "early" } else { "late" };
@@ -483,11 +491,11 @@ impl Runtime {
                             format_time(start_us),
                             expected_text,
                             format_time(time_us),
-                            self.render(&frame)
+                            self.render(&sent)
                         ),
                     });
                 }
-                let differences = self.compare(expected, &frame);
+                let differences = self.compare(expected, &sent);
                 if !differences.is_empty() {
                     return Err(RunFailure {
                         line: event.line,
@@ -497,7 +505,7 @@ impl Runtime {
                             format_time(start_us),
                             expected_text,
                             format_time(time_us),
-                            self.render(&frame)
+                            self.render(&sent)
                         ),
                     });
                 }
@@ -561,9 +569,14 @@ impl Runtime {
             let mut answered_arp = false;
             for index in 0..self.egress.len() {
                 let frame = self.egress.get(index).to_vec();
-                let line = self.decoded(&frame);
-                let _ = writeln!(self.trace, "{} > {line}", format_time(self.now_us));
-                if let Some(reply) = arp_reply_for(&frame) {
+                let decoded = Decoded::parse(&frame);
+                let _ = writeln!(
+                    self.trace,
+                    "{} > {}",
+                    format_time(self.now_us),
+                    decoded.line()
+                );
+                if let Some(reply) = arp_reply_for(&decoded) {
                     self.records.push(Record {
                         time_us: self.now_us,
                         frame,
@@ -573,7 +586,7 @@ impl Runtime {
                     answered_arp = true;
                     continue;
                 }
-                if is_arp(&frame) {
+                if decoded.ethernet.is_some_and(|e| e.ether_type == 0x0806) {
                     self.records.push(Record {
                         time_us: self.now_us,
                         frame,
@@ -590,7 +603,11 @@ impl Runtime {
                     frame: frame.clone(),
                     note: "from the stack".into(),
                 });
-                self.outbound.push_back((self.now_us, frame));
+                self.outbound.push_back(Sent {
+                    time_us: self.now_us,
+                    frame,
+                    decoded,
+                });
             }
             if !answered_arp {
                 break;
@@ -600,7 +617,7 @@ impl Runtime {
     }
 
     fn deliver(&mut self, frame: Vec<u8>, note: String) {
-        let line = self.decoded(&frame);
+        let line = Decoded::parse(&frame).line();
         let _ = writeln!(self.trace, "{} < {line}", format_time(self.now_us));
         self.stack.receive(&frame);
         self.records.push(Record {
@@ -608,12 +625,6 @@ impl Runtime {
             frame,
             note,
         });
-    }
-
-    fn decoded(&self, frame: &[u8]) -> String {
-        let mut out = String::new();
-        decode_frame(frame, &mut out);
-        out
     }
 
     fn capture(&self) -> Vec<u8> {
@@ -767,41 +778,43 @@ impl Runtime {
 
     // Matching packets the stack sends.
 
-    /// The fields of `frame` that differ from `expected`, in words; empty when it matches.
-    fn compare(&mut self, expected: &Packet, frame: &[u8]) -> Vec<String> {
-        let Some(ip) = Ipv4View::parse(frame) else {
+    /// The fields of a frame the stack sent that differ from `expected`, in words; empty
+    /// when it matches.
+    fn compare(&mut self, expected: &Packet, sent: &Sent) -> Vec<String> {
+        let Some(ip) = whole_ipv4(&sent.decoded) else {
             return vec![format!(
                 "not an IPv4 packet, expected {}",
                 render_expected(expected)
             )];
         };
+        let ip_payload_len = ip.payload.len();
         let mut differences = Vec::new();
-        if ip.source != LOCAL_IP {
-            differences.push(format!("ip.src {} (expected {LOCAL_IP})", ip.source));
+        if ip.src != LOCAL_IP {
+            differences.push(format!("ip.src {} (expected {LOCAL_IP})", ip.src));
         }
-        if ip.destination != REMOTE_IP {
-            differences.push(format!("ip.dst {} (expected {REMOTE_IP})", ip.destination));
+        if ip.dst != REMOTE_IP {
+            differences.push(format!("ip.dst {} (expected {REMOTE_IP})", ip.dst));
         }
         match expected {
             Packet::Tcp(want) => {
-                let Some(tcp) = TcpView::parse(ip.payload) else {
+                let Some(tcp) = sent.decoded.tcp() else {
                     differences.push(format!("protocol {} (expected TCP)", ip.protocol));
                     return differences;
                 };
                 if tcp.flags.has(TcpFlags::SYN) {
                     self.local_isn = Some(tcp.seq);
-                    self.local_port = tcp.source_port;
+                    self.local_port = tcp.src_port;
                 }
-                if tcp.source_port != self.local_port {
+                if tcp.src_port != self.local_port {
                     differences.push(format!(
                         "tcp.sport {} (expected {})",
-                        tcp.source_port, self.local_port
+                        tcp.src_port, self.local_port
                     ));
                 }
-                if tcp.destination_port != self.remote_port {
+                if tcp.dst_port != self.remote_port {
                     differences.push(format!(
                         "tcp.dport {} (expected {})",
-                        tcp.destination_port, self.remote_port
+                        tcp.dst_port, self.remote_port
                     ));
                 }
                 let seq = tcp.seq.wrapping_sub(self.local_isn.unwrap_or(0));
@@ -811,10 +824,11 @@ impl Runtime {
                 if seq != want.seq {
                     differences.push(format!("seq {seq} (expected {})", want.seq));
                 }
-                if tcp.payload_len != want.payload_len {
+                let tcp_payload_len = tcp.payload.len() as u32;
+                if tcp_payload_len != want.payload_len {
                     differences.push(format!(
                         "payload length {} (expected {})",
-                        tcp.payload_len, want.payload_len
+                        tcp_payload_len, want.payload_len
                     ));
                 }
                 if let Some(want_ack) = want.ack {
@@ -833,15 +847,16 @@ impl Runtime {
                         differences.push(format!("urg {} (expected {urgent})", tcp.urgent));
                     }
                 }
-                if let Some(eol) = tcp.options.iter().position(|b| *b == 0) {
+                let options = tcp.options.as_slice();
+                if let Some(eol) = options.iter().position(|b| *b == 0) {
                     // RFC 9293 MUST-69: the header space after End of Option List is zero.
-                    if options_end_of_list(tcp.options) == Some(eol)
-                        && tcp.options[eol..].iter().any(|b| *b != 0)
+                    if tcp.options.end_of_list() == Some(eol)
+                        && options[eol..].iter().any(|b| *b != 0)
                     {
                         differences.push("non-zero padding after End of Option List".into());
                     }
                 }
-                let actual_options = decode_options(tcp.options, self.remote_isn);
+                let actual_options = decode_options(&tcp.options, self.remote_isn);
                 if !options_match(want.options.as_ref(), &actual_options) {
                     differences.push(format!(
                         "options {} (expected {})",
@@ -852,52 +867,52 @@ impl Runtime {
                     ));
                 }
             }
-            Packet::Udp { payload_len } => {
-                if ip.protocol != 17 || ip.payload.len() < 8 {
-                    differences.push(format!("protocol {} (expected UDP)", ip.protocol));
-                } else {
-                    let len = ip.payload.len() as u32 - 8;
+            Packet::Udp { payload_len } => match sent.decoded.udp() {
+                Some(udp) if ip.protocol == 17 => {
+                    let len = ip_payload_len as u32 - 8;
                     if len != *payload_len {
                         differences.push(format!("udp length {len} (expected {payload_len})"));
                     }
-                    let dport = u16::from_be_bytes([ip.payload[2], ip.payload[3]]);
-                    if dport != self.remote_port {
-                        differences
-                            .push(format!("udp.dport {dport} (expected {})", self.remote_port));
+                    if udp.dst_port != self.remote_port {
+                        differences.push(format!(
+                            "udp.dport {} (expected {})",
+                            udp.dst_port, self.remote_port
+                        ));
                     }
                 }
-            }
+                _ => differences.push(format!("protocol {} (expected UDP)", ip.protocol)),
+            },
             Packet::Icmp(want) => {
-                if ip.protocol != 1 || ip.payload.len() < 8 {
+                let Some(icmp) = sent.decoded.icmpv4() else {
                     differences.push(format!("protocol {} (expected ICMP)", ip.protocol));
                     return differences;
-                }
-                let (icmp_type, code) = (ip.payload[0], ip.payload[1]);
+                };
+                let (icmp_type, code) = (icmp.icmp_type, icmp.code);
                 if (icmp_type, code) != (want.icmp_type, want.code) {
                     differences.push(format!(
                         "icmp type {icmp_type} code {code} (expected type {} code {})",
                         want.icmp_type, want.code
                     ));
                 }
+                let data = icmp.data(&sent.frame);
                 if want.icmp_type == 0 {
-                    let ident = u16::from_be_bytes([ip.payload[4], ip.payload[5]]);
-                    let seq = u16::from_be_bytes([ip.payload[6], ip.payload[7]]);
+                    let (ident, seq) = icmp.echo();
                     if (ident, seq) != (ECHO_IDENT, self.echo_seq) {
                         differences.push(format!(
                             "echo id {ident} seq {seq} (expected the request's id {ECHO_IDENT} seq {})",
                             self.echo_seq
                         ));
                     }
-                    if ip.payload[8..] != self.last_echo_payload[..] {
+                    if data != &self.last_echo_payload[..] {
                         differences.push(format!(
                             "echo data of {} bytes differs from the request's {} bytes",
-                            ip.payload.len() - 8,
+                            data.len(),
                             self.last_echo_payload.len()
                         ));
                     }
                 }
                 if let Some(len) = want.payload_len {
-                    let actual = ip.payload.len() as u32 - 8;
+                    let actual = ip_payload_len as u32 - 8;
                     if want.icmp_type == 0 && actual != len {
                         differences.push(format!("icmp data length {actual} (expected {len})"));
                     }
@@ -908,12 +923,14 @@ impl Runtime {
     }
 
     /// A packet the stack sent, in packetdrill's syntax with relative numbers.
-    fn render(&self, frame: &[u8]) -> String {
-        let Some(ip) = Ipv4View::parse(frame) else {
-            return self.decoded(frame);
+    fn render(&self, sent: &Sent) -> String {
+        let decoded = &sent.decoded;
+        let Some(ip) = whole_ipv4(decoded) else {
+            return decoded.line();
         };
+        let payload_len = ip.payload.len();
         match ip.protocol {
-            6 => match TcpView::parse(ip.payload) {
+            6 => match decoded.tcp() {
                 Some(tcp) => {
                     let isn = if tcp.flags.has(TcpFlags::SYN) {
                         tcp.seq
@@ -921,13 +938,9 @@ impl Runtime {
                         self.local_isn.unwrap_or(0)
                     };
                     let seq = tcp.seq.wrapping_sub(isn);
-                    let mut out = format!(
-                        "{} {}:{}({})",
-                        tcp.flags,
-                        seq,
-                        seq.wrapping_add(tcp.payload_len),
-                        tcp.payload_len
-                    );
+                    let len = tcp.payload.len() as u32;
+                    let mut out =
+                        format!("{} {}:{}({})", tcp.flags, seq, seq.wrapping_add(len), len);
                     if tcp.flags.has(TcpFlags::ACK) {
                         let _ = write!(out, " ack {}", tcp.ack.wrapping_sub(self.remote_isn));
                     }
@@ -935,30 +948,33 @@ impl Runtime {
                     if tcp.flags.has(TcpFlags::URG) {
                         let _ = write!(out, " urg {}", tcp.urgent);
                     }
-                    let options = decode_options(tcp.options, self.remote_isn);
+                    let options = decode_options(&tcp.options, self.remote_isn);
                     if !options.is_empty() {
                         let _ = write!(out, " {}", render_options(&options));
                     }
                     let _ = write!(
                         out,
                         "  [{}:{} > {}:{}]",
-                        ip.source, tcp.source_port, ip.destination, tcp.destination_port
+                        ip.src, tcp.src_port, ip.dst, tcp.dst_port
                     );
                     out
                 }
-                None => self.decoded(frame),
+                None => decoded.line(),
             },
-            17 if ip.payload.len() >= 8 => format!("udp ({})", ip.payload.len() - 8),
-            1 if ip.payload.len() >= 8 => {
-                let name = match (ip.payload[0], ip.payload[1]) {
-                    (0, _) => "echo_reply".to_string(),
-                    (8, _) => "echo_request".to_string(),
-                    (3, code) => format!("unreachable {}", unreachable_name(code)),
-                    (t, c) => format!("type {t} code {c}"),
-                };
-                format!("icmp {name} ({})", ip.payload.len() - 8)
-            }
-            _ => self.decoded(frame),
+            17 if payload_len >= 8 => format!("udp ({})", payload_len - 8),
+            1 if payload_len >= 8 => match decoded.icmpv4() {
+                Some(icmp) => {
+                    let name = match (icmp.icmp_type, icmp.code) {
+                        (0, _) => "echo_reply".to_string(),
+                        (8, _) => "echo_request".to_string(),
+                        (3, code) => format!("unreachable {}", unreachable_name(code)),
+                        (t, c) => format!("type {t} code {c}"),
+                    };
+                    format!("icmp {name} ({})", payload_len - 8)
+                }
+                None => decoded.line(),
+            },
+            _ => decoded.line(),
         }
     }
 
@@ -1675,73 +1691,34 @@ fn encode_option(option: &TcpOption, local_isn: u32, out: &mut Vec<u8>) {
     }
 }
 
-/// Where the End of Option List is in an options field, walking the options (a zero byte
-/// inside an option's data is not one).
-fn options_end_of_list(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while let Some(&kind) = bytes.get(at) {
-        match kind {
-            0 => return Some(at),
-            1 => at += 1,
-            _ => {
-                let len = usize::from(*bytes.get(at + 1)?);
-                if len < 2 {
-                    return None;
-                }
-                at += len;
-            }
-        }
-    }
-    None
-}
-
 /// The options of a TCP header, SACK blocks made relative to `peer_isn`. A malformed
 /// option ends the list with what was read.
-fn decode_options(mut bytes: &[u8], peer_isn: u32) -> Vec<TcpOption> {
+fn decode_options(bytes: &TcpOptionBytes, peer_isn: u32) -> Vec<TcpOption> {
     let mut options = Vec::new();
-    while let Some(&kind) = bytes.first() {
-        match kind {
-            0 => {
-                options.push(TcpOption::Eol);
-                bytes = &bytes[1..];
-                continue;
-            }
-            1 => {
-                options.push(TcpOption::Nop);
-                bytes = &bytes[1..];
-                continue;
-            }
-            _ => {}
-        }
-        let Some(&len) = bytes.get(1) else { break };
-        let len = usize::from(len);
-        if len < 2 || len > bytes.len() {
-            break;
-        }
-        let data = &bytes[2..len];
-        options.push(match (kind, data.len()) {
-            (2, 2) => TcpOption::Mss(u16::from_be_bytes([data[0], data[1]])),
-            (3, 1) => TcpOption::WindowScale(data[0]),
-            (4, 0) => TcpOption::SackPermitted,
-            (5, n) if n.is_multiple_of(8) => TcpOption::Sack(
-                data.chunks_exact(8)
-                    .map(|c| {
-                        let l = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                        let r = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
-                        (l.wrapping_sub(peer_isn), r.wrapping_sub(peer_isn))
-                    })
+    for option in bytes.iter() {
+        options.push(match option {
+            WireOption::Eol => TcpOption::Eol,
+            WireOption::Nop => TcpOption::Nop,
+            WireOption::Mss(m) => TcpOption::Mss(m),
+            WireOption::WindowScale(s) => TcpOption::WindowScale(s),
+            WireOption::SackPermitted => TcpOption::SackPermitted,
+            WireOption::Sack(blocks) => TcpOption::Sack(
+                blocks
+                    .iter()
+                    .map(|(l, r)| (l.wrapping_sub(peer_isn), r.wrapping_sub(peer_isn)))
                     .collect(),
             ),
-            (8, 8) => TcpOption::Timestamp {
-                value: u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
-                echo: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
-            },
-            _ => TcpOption::Other {
-                kind,
-                data: data.to_vec(),
-            },
+            WireOption::Timestamp { value, echo } => TcpOption::Timestamp { value, echo },
+            // A SACK of no blocks reads as one, as packetdrill writes it.
+            WireOption::BadLength { kind: 5, data: [] } => TcpOption::Sack(Vec::new()),
+            WireOption::Unknown { kind, data } | WireOption::BadLength { kind, data } => {
+                TcpOption::Other {
+                    kind,
+                    data: data.to_vec(),
+                }
+            }
+            WireOption::Malformed { .. } => break,
         });
-        bytes = &bytes[len..];
     }
     options
 }
@@ -1757,22 +1734,20 @@ fn transport_checksum(
     !ones_complement_sum(pseudo, segment)
 }
 
-fn is_arp(frame: &[u8]) -> bool {
-    frame.get(12..14) == Some(&[0x08, 0x06])
-}
-
-/// The gateway's reply when `frame` is an ARP request for the gateway or the remote host.
-fn arp_reply_for(frame: &[u8]) -> Option<Vec<u8>> {
-    if !is_arp(frame) || frame.len() < 42 || frame[20..22] != [0, 1] {
+/// The gateway's reply when `decoded` is an ARP request for the gateway or the remote host.
+fn arp_reply_for(decoded: &Decoded) -> Option<Vec<u8>> {
+    let arp = decoded.arp().filter(|a| a.operation == Arp::REQUEST)?;
+    let a = arp.addresses?;
+    if a.target_ip != GATEWAY_IP && a.target_ip != REMOTE_IP {
         return None;
     }
-    let target = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
-    if target != GATEWAY_IP && target != REMOTE_IP {
-        return None;
-    }
-    let sender_mac = MacAddr(frame[22..28].try_into().ok()?);
-    let sender_ip = Ipv4Addr::new(frame[28], frame[29], frame[30], frame[31]);
-    Some(arp_frame(2, PEER_MAC, target, sender_mac, sender_ip))
+    Some(arp_frame(
+        2,
+        PEER_MAC,
+        a.target_ip,
+        a.sender_mac,
+        a.sender_ip,
+    ))
 }
 
 fn arp_frame(
@@ -1800,71 +1775,28 @@ fn arp_frame(
     frame
 }
 
-/// The fields of an IPv4 packet in an Ethernet frame that matching needs.
-struct Ipv4View<'a> {
-    source: Ipv4Addr,
-    destination: Ipv4Addr,
+/// The IPv4 packet of a frame the stack sent, as matching reads it.
+struct Ipv4Packet {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
     protocol: u8,
-    payload: &'a [u8],
+    payload: std::ops::Range<usize>,
 }
 
-impl<'a> Ipv4View<'a> {
-    fn parse(frame: &'a [u8]) -> Option<Ipv4View<'a>> {
-        if frame.get(12..14)? != [0x08, 0x00] {
-            return None;
-        }
-        let ip = frame.get(14..)?;
-        let ihl = usize::from(ip.first()? & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
-        if ihl < 20 || total < ihl || total > ip.len() {
-            return None;
-        }
-        Some(Ipv4View {
-            source: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            destination: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            protocol: ip[9],
-            payload: &ip[ihl..total],
-        })
+/// The frame's IPv4 packet when it is sound: an IPv4 EtherType, and every byte the header
+/// declares present.
+fn whole_ipv4(decoded: &Decoded) -> Option<Ipv4Packet> {
+    if decoded.ethernet?.ether_type != 0x0800 {
+        return None;
     }
-}
-
-struct TcpView<'a> {
-    source_port: u16,
-    destination_port: u16,
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    window: u16,
-    urgent: u16,
-    options: &'a [u8],
-    payload_len: u32,
-}
-
-impl<'a> TcpView<'a> {
-    fn parse(segment: &'a [u8]) -> Option<TcpView<'a>> {
-        let header_len = usize::from(segment.get(12)? >> 4) * 4;
-        if header_len < 20 || header_len > segment.len() {
-            return None;
-        }
-        let word = |at: usize| {
-            u32::from_be_bytes([
-                segment[at],
-                segment[at + 1],
-                segment[at + 2],
-                segment[at + 3],
-            ])
-        };
-        let half = |at: usize| u16::from_be_bytes([segment[at], segment[at + 1]]);
-        Some(TcpView {
-            source_port: half(0),
-            destination_port: half(2),
-            seq: word(4),
-            ack: word(8),
-            flags: TcpFlags(segment[13]),
-            window: half(14),
-            urgent: half(18),
-            options: &segment[20..header_len],
-            payload_len: (segment.len() - header_len) as u32,
-        })
+    let ip = decoded.ip().filter(|ip| ip.complete)?;
+    match (ip.src, ip.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Ipv4Packet {
+            src,
+            dst,
+            protocol: ip.protocol,
+            payload: ip.payload.clone(),
+        }),
+        _ => None,
     }
 }
