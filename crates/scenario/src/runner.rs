@@ -242,10 +242,7 @@ pub fn run_scenario(
                 out.join(&scenario.name).join(format!("seed-{seed}"))
             };
             let mut files = vec![
-                (
-                    "trace.txt".to_string(),
-                    checked.report.trace_text().into_bytes(),
-                ),
+                ("trace.txt".to_string(), checked.trace_text().into_bytes()),
                 ("snapshot.txt".to_string(), snapshot.clone().into_bytes()),
             ];
             for capture in &checked.report.captures {
