@@ -17,7 +17,8 @@
 //! ```
 //!
 //! The layers below are re-exported whole, each a crate with one job, depending only on those
-//! listed before it: [`stack`] (the trait and the registry of stacks by name), [`wire`]
+//! listed before it: [`stack`] (the trait and the registry of stacks by name), [`plugin`]
+//! (stacks in other processes and languages), [`wire`]
 //! (frames, checksums, captures), [`backends`] (smoltcp, lwIP, the Linux kernel), [`sim`] (the
 //! simulator), [`judge`] (expectations, oracles, differential comparison, the turmoil
 //! reference) and [`scenario`] (scenario files, scripts, goldens, the conformance matrix and
@@ -26,6 +27,7 @@
 
 pub use backends;
 pub use judge;
+pub use plugin;
 pub use scenario;
 pub use sim;
 pub use stack;
@@ -44,6 +46,13 @@ pub use suite::Suite;
 /// command runs with, and what a [`Suite`] starts from.
 pub fn builtin_stacks() -> Registry {
     backends::builtin()
+}
+
+/// The built-in stacks and those of the plug-ins file at `path` (see [`plugin::config`]).
+pub fn stacks_with_plugins(path: &std::path::Path) -> Result<Registry, String> {
+    let mut stacks = builtin_stacks();
+    plugin::config::register_from(path, &mut stacks)?;
+    Ok(stacks)
 }
 
 /// Says that a test cannot run here because `missing` (a sentence with the fix) is absent, in

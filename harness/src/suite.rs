@@ -153,6 +153,23 @@ impl Suite {
         self
     }
 
+    /// Registers the stacks of the plug-ins file at `path` (relative paths are taken from the
+    /// crate under test; see `wirelab::plugin::config`).
+    pub fn plugins(mut self, path: impl AsRef<Path>) -> Suite {
+        let path = path.as_ref();
+        let path = if path.is_relative() {
+            crate_dir().join(path)
+        } else {
+            path.to_path_buf()
+        };
+        if let Err(error) = plugin::config::register_from(&path, &mut self.stacks) {
+            let error = format!("the plug-ins file {error}");
+            self.extra
+                .push(Trial::test("suite::plugins", move || Err(error.into())));
+        }
+        self
+    }
+
     /// Runs every scenario and script with every host on the registered stack `name`.
     pub fn on(mut self, name: &str) -> Suite {
         self.targets.push(Some(name.to_string()));

@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 
 /// The crates in layer order: a crate may depend (outside its tests) only on crates of a
-/// lower layer. `backends` sits beside `wire`: both need only the stack trait.
+/// lower layer. `backends` and `plugin` sit beside `wire`: they need only the stack trait.
 const LAYERS: &[(&str, &str, u32)] = &[
     ("wirelab-stack", "stack", 0),
     ("wirelab-wire", "crates/wire", 1),
     ("wirelab-backends", "crates/backends", 1),
+    ("wirelab-plugin", "crates/plugin", 1),
+    ("wirelab-plugin-smoltcp-0-12", "plugins/smoltcp-0.12", 2),
     ("wirelab-sim", "crates/sim", 2),
     ("wirelab-judge", "crates/judge", 3),
     ("wirelab-scenario", "crates/scenario", 4),

@@ -13,9 +13,11 @@ fn scripts_root() -> PathBuf {
 
 fn main() {
     Suite::folder(scripts_root())
+        .plugins(scripts_root().join("../../wirelab-plugins.toml"))
         .without_scenarios()
         .on("smoltcp")
         .on("lwip")
+        .on("smoltcp@0.12")
         .on("linux")
         .trial(Trial::test("tidy::at_least_40_scripts", || {
             let count = scripts()?.len();

@@ -42,8 +42,14 @@ const WORKLOADS: &[&str] = &[
     "ping_pairs_10000",
     "stack_share_pairs_1000",
     "stack_share_tcp_100mb",
+    "plugin_tcp_100mb",
     "sweep_1mib_loss_1pct",
 ];
+
+/// The stack the plug-in workloads run on: smoltcp 0.14, wirelab's own backend, served by this
+/// program over the plug-in protocol (`xtask plugin-serve`), so that the difference from the
+/// in-process runs is the protocol alone.
+const PLUGIN_STACK: &str = "smoltcp-plugin";
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -157,6 +163,7 @@ fn rounds(workload: &str) -> usize {
         | "harness_tcp_pcap128"
         | "tcp_100mb_1gbit_1ms"
         | "bare_tcp_paced_100mb"
+        | "plugin_tcp_100mb"
         | "udp_echo_1000"
         | "idle_keepalive_1h"
         | "ping_pairs_100" => 9,
@@ -220,6 +227,13 @@ fn ratios(figures: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         "the ceiling of the line above",
     );
     put(
+        "plug-in / in-process wall per frame, 100 MB TCP (the protocol's cost)",
+        num(figures, "plugin_tcp_100mb", "wall_us_per_frame")
+            .zip(num(figures, "tcp_100mb_1gbit_1ms", "wall_us_per_frame"))
+            .map(|(plugin, here)| plugin / here),
+        "none (a figure)",
+    );
+    put(
         "ns-3 / wirelab wall, 1000 UDP echoes",
         num(figures, "udp_echo_1000", "wall_s").map(|w| NS3_UDP_ECHO_1000_WALL_S / w),
         ">= 10",
@@ -276,7 +290,8 @@ pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
         "bare_tcp" => bare_tcp(GIB / scale)?,
         "harness_tcp" => harness_tcp(GIB / scale, false)?,
         "harness_tcp_pcap128" => harness_tcp(GIB / scale, true)?,
-        "tcp_100mb_1gbit_1ms" => tcp_over_link(100_000_000 / scale, false)?,
+        "tcp_100mb_1gbit_1ms" => tcp_over_link(100_000_000 / scale, false, None)?,
+        "plugin_tcp_100mb" => tcp_over_link(100_000_000 / scale, false, Some(PLUGIN_STACK))?,
         "bare_tcp_paced_100mb" => bare_tcp_paced(100_000_000 / scale)?,
         "udp_echo_1000" => udp_echo(1000)?,
         "idle_keepalive_1h" => idle_keepalive()?,
@@ -285,7 +300,7 @@ pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
         "ping_pairs_1000" => ping_pairs(1000, false)?,
         "ping_pairs_10000" => ping_pairs(10_000, false)?,
         "stack_share_pairs_1000" => ping_pairs(1000, true)?,
-        "stack_share_tcp_100mb" => tcp_over_link(100_000_000 / scale, true)?,
+        "stack_share_tcp_100mb" => tcp_over_link(100_000_000 / scale, true, None)?,
         "sweep_1mib_loss_1pct" => seed_sweep(10_000 / scale)?,
         other => bail!("no workload called {other}"),
     };
@@ -304,12 +319,34 @@ fn run_timed(
     options: &RunOptions,
 ) -> anyhow::Result<(RunReport, f64, f64)> {
     let start = Instant::now();
-    let world = World::new(config, apps, &wirelab::builtin_stacks(), options)?;
+    let world = World::new(config, apps, &bench_stacks()?, options)?;
     let setup_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let report = world.run();
     let wall_s = start.elapsed().as_secs_f64();
     Ok((report, setup_s, wall_s))
+}
+
+/// The built-in stacks and [`PLUGIN_STACK`], this program serving wirelab's smoltcp backend as
+/// a plug-in.
+fn bench_stacks() -> anyhow::Result<wirelab::Registry> {
+    let mut stacks = wirelab::builtin_stacks();
+    let exe = std::env::current_exe().context("finding this program")?;
+    let factory = wirelab::plugin::PluginFactory::new(
+        PLUGIN_STACK,
+        vec![exe.display().to_string(), "plugin-serve".to_string()],
+        std::env::temp_dir(),
+    );
+    stacks.register(PLUGIN_STACK, factory);
+    Ok(stacks)
+}
+
+/// `xtask plugin-serve`: wirelab's smoltcp backend over the plug-in protocol, for the bench.
+pub fn plugin_serve() -> ! {
+    wirelab::plugin::serve(
+        "smoltcp 0.14 (wirelab's backend)",
+        wirelab::backends::smoltcp::SmoltcpStack::new,
+    )
 }
 
 fn gbit_per_s(bytes: u64, wall_s: f64) -> f64 {
@@ -575,11 +612,14 @@ fn link_1gbit_1ms() -> Impairments {
     }
 }
 
-fn tcp_over_link(bytes: u64, time_stacks: bool) -> anyhow::Result<Value> {
+fn tcp_over_link(bytes: u64, time_stacks: bool, stack: Option<&str>) -> anyhow::Result<Value> {
     let mut config = two_hosts(1, SegmentKind::PointToPoint);
     config.capture.enabled = false;
     config.trace = TraceLevel::Decisions;
     for host in &mut config.hosts {
+        if let Some(stack) = stack {
+            host.stack = stack.to_string();
+        }
         host.tcp_buffer_bytes = 1 << 20;
         host.congestion_control = CongestionControlConfig::Reno;
         host.link.to_segment = link_1gbit_1ms();

@@ -87,6 +87,9 @@ enum Command {
     /// Internal: run one benchmark workload in this process and print its figures as JSON.
     #[command(hide = true)]
     BenchOne { name: String, scale: u64 },
+    /// Internal: serve wirelab's smoltcp backend over the plug-in protocol (for the bench).
+    #[command(hide = true)]
+    PluginServe,
 }
 
 /// The workspace's root, where `scenarios/` and `golden/` live, wherever xtask runs from.
@@ -98,7 +101,14 @@ fn workspace_root() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let stacks = wirelab::builtin_stacks();
+    let plugins = workspace_root().join(wirelab::plugin::config::FILE_NAME);
+    let stacks = match wirelab::stacks_with_plugins(&plugins) {
+        Ok(stacks) => stacks,
+        Err(error) => {
+            eprintln!("error: the plug-ins file {error}");
+            return ExitCode::from(2);
+        }
+    };
     wirelab_cli::serve_child_if_asked(&stacks);
     let cli = Cli::parse();
     let root = workspace_root();
@@ -147,6 +157,7 @@ fn main() -> ExitCode {
         Command::BenchOne { name, scale } => {
             bench::run_one(&name, scale).map(|()| ExitCode::SUCCESS)
         }
+        Command::PluginServe => bench::plugin_serve(),
     };
     wirelab_cli::finish(result)
 }

@@ -80,8 +80,15 @@ enum Command {
 }
 
 /// The whole `wirelab` command over `stacks`, its arguments read from the process: what the
-/// `wirelab` binary's `main` is, with the built-in stacks.
-pub fn main_with(stacks: Registry) -> ExitCode {
+/// `wirelab` binary's `main` is, with the built-in stacks. The stacks of the plug-ins file
+/// (`$WIRELAB_PLUGINS`, or `wirelab-plugins.toml` in the current folder) are added.
+pub fn main_with(mut stacks: Registry) -> ExitCode {
+    if let Some(path) = wirelab::plugin::config::default_path() {
+        if let Err(error) = wirelab::plugin::config::register_from(&path, &mut stacks) {
+            eprintln!("error: the plug-ins file {error}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    }
     serve_child_if_asked(&stacks);
     let cli = Cli::parse();
     let result = match cli.command {

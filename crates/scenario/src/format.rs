@@ -590,32 +590,38 @@ pub fn parse(
         expectation_apps.push(app_index);
     }
 
-    // A finding or known failure of a stack that is not registered is a misspelling: the
-    // check would never apply.
-    let unregistered = |path: KeyPath, name: &str| {
-        at(
+    // A finding or known failure may name a stack this program does not have (a plug-in the
+    // library records findings of): it then never applies here. A name close to a registered
+    // one is a misspelling, which would never apply anywhere.
+    let misspelled = |path: KeyPath, name: &str| -> Option<ScenarioError> {
+        if stacks.contains(name) || stack::check_name(name).is_err() {
+            return stack::check_name(name)
+                .err()
+                .map(|problem| at(path.clone(), problem));
+        }
+        let guess = closest(name, stacks.names())?;
+        Some(at(
             path,
             format!(
-                "there is no stack called `{name}`{}; registered: {}",
-                did_you_mean(name, stacks.names()),
+                "there is no stack called `{name}`; did you mean `{guess}`? (registered: {})",
                 stacks.names().collect::<Vec<_>>().join(", ")
             ),
-        )
+        ))
     };
     for (i, expectation) in parsed.expect.iter().enumerate() {
         if let Expectation::Finding {
             stack: Some(only), ..
         } = expectation
         {
-            if !stacks.contains(only) {
-                return Err(unregistered(root.key("expect").index(i).key("stack"), only));
+            if let Some(error) = misspelled(root.key("expect").index(i).key("stack"), only) {
+                return Err(error);
             }
         }
     }
     for (i, known) in parsed.known_failures.iter().enumerate() {
         let path = root.key("known_failures").index(i);
-        if !stacks.contains(&known.stack) {
-            return Err(unregistered(path.key("stack"), &known.stack));
+        if let Some(error) = misspelled(path.key("stack"), &known.stack) {
+            return Err(error);
         }
         let Some(expectation) = known
             .expect
@@ -893,6 +899,19 @@ equals = 4
         let e = with_known(4, &KNOWN.replace("stack = \"smoltcp\"", "stack = \"lwp\""))
             .expect_err("no such stack");
         assert!(e.message.contains("did you mean `lwip`?"), "{e}");
+        // A stack this program does not have, and not a misspelling: recorded, never applied.
+        let other = with_known(
+            4,
+            &KNOWN.replace("stack = \"smoltcp\"", "stack = \"pytcp\""),
+        )
+        .expect("a plug-in's known failure reads without the plug-in");
+        assert!(other.on_stack(None).known_failures.is_empty());
+        let e = with_known(
+            4,
+            &KNOWN.replace("stack = \"smoltcp\"", "stack = \"my stack\""),
+        )
+        .expect_err("not a name");
+        assert!(e.message.contains("is not a stack name"), "{e}");
         let finding = "[[expect]]\ncheck = \"finding\"\nrule = \"checksum\"\nrequirement = \"r\"\nstack = \"lwip\"\nequals = 0\n";
         let e = with_known(
             4,
