@@ -900,14 +900,17 @@ size_t wl_tcp_send_queue(const struct wl_tcp *c) {
   return (size_t)(TCP_SND_BUF - c->pcb->snd_buf);
 }
 
-uint16_t wl_tcp_local_port(const struct wl_tcp *c) { return c->local_port; }
-
-int wl_tcp_remote(const struct wl_tcp *c, uint8_t *addr, uint8_t *v6, uint16_t *port) {
+/* The connection's two ends; 0 once the pcb is gone (the connection is closed). */
+int wl_tcp_endpoints(const struct wl_tcp *c, uint8_t *local, uint8_t *local_v6,
+                     uint16_t *local_port, uint8_t *remote, uint8_t *remote_v6,
+                     uint16_t *remote_port) {
   if (c->pcb == NULL) {
     return 0;
   }
-  wl_read_addr(&c->pcb->remote_ip, addr, v6);
-  *port = c->pcb->remote_port;
+  wl_read_addr(&c->pcb->local_ip, local, local_v6);
+  *local_port = c->pcb->local_port;
+  wl_read_addr(&c->pcb->remote_ip, remote, remote_v6);
+  *remote_port = c->pcb->remote_port;
   return 1;
 }
 

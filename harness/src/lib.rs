@@ -23,8 +23,19 @@
 //! simulator), [`judge`] (expectations, oracles, differential comparison, the turmoil
 //! reference) and [`scenario`] (scenario files, scripts, goldens, the conformance matrix and
 //! the runner).
+//!
+//! Your own async programs run on simulated hosts too, over any of these stacks, with
+//! [`Sim`]: [`net`] has tokio-shaped sockets and [`time`] virtual-time timers.
 #![warn(missing_docs)]
 
+/// Sockets for programs on simulated hosts, shaped as tokio's (see [`Sim`]).
+pub use ::net::net;
+/// Virtual time for programs on simulated hosts (see [`Sim`]).
+pub use ::net::time;
+pub use ::net::{
+    spawn, yield_now, JoinHandle, ProgramEnd, ProgramOutcome, ProgramResult, Sim, SimBuilder,
+    SimError, SimRun,
+};
 pub use backends;
 pub use judge;
 pub use plugin;
@@ -34,6 +45,7 @@ pub use stack;
 pub use wire;
 
 pub mod fuzz;
+pub mod golden_capture;
 pub mod needs;
 pub mod suite;
 

@@ -333,6 +333,18 @@ pub trait Stack {
     fn tcp_end(&self, socket: SocketId) -> Result<Option<TcpEnd>, SocketError>;
     /// Bytes queued for sending and not yet acknowledged.
     fn tcp_send_queue(&self, socket: SocketId) -> Result<usize, SocketError>;
+    /// The connection's local and remote address and port, `None` while the stack does not
+    /// know them (a connection that is closed). Stacks that cannot tell keep the default,
+    /// [`SocketError::Unsupported`].
+    fn tcp_endpoints(
+        &self,
+        socket: SocketId,
+    ) -> Result<Option<(SocketAddr, SocketAddr)>, SocketError> {
+        let _ = socket;
+        Err(SocketError::Unsupported(
+            "reporting a connection's addresses",
+        ))
+    }
     /// Sends keep-alive probes after this much idle time (`None`: none).
     fn tcp_set_keepalive(
         &mut self,

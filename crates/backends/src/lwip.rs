@@ -175,6 +175,15 @@ glue! {
     fn wl_tcp_state(h: *mut WlHost, c: *const WlTcp) -> c_int;
     fn wl_tcp_end(c: *const WlTcp) -> c_int;
     fn wl_tcp_send_queue(c: *const WlTcp) -> usize;
+    fn wl_tcp_endpoints(
+        c: *const WlTcp,
+        local: *mut u8,
+        local_v6: *mut u8,
+        local_port: *mut u16,
+        remote: *mut u8,
+        remote_v6: *mut u8,
+        remote_port: *mut u16,
+    ) -> c_int;
     fn wl_tcp_set_nagle(c: *mut WlTcp, enabled: c_int);
     fn wl_tcp_set_keepalive(c: *mut WlTcp, interval_ms: u32);
     fn wl_tcp_release(h: *mut WlHost, c: *mut WlTcp);
@@ -618,6 +627,34 @@ impl Stack for LwipStack {
         let c = self.tcp(socket)?;
         // SAFETY: the connection is live.
         Ok(unsafe { wl_tcp_send_queue(c) })
+    }
+
+    fn tcp_endpoints(
+        &self,
+        socket: SocketId,
+    ) -> Result<Option<(SocketAddr, SocketAddr)>, SocketError> {
+        let c = self.tcp(socket)?;
+        let (mut local, mut remote) = ([0u8; 16], [0u8; 16]);
+        let (mut local_v6, mut remote_v6) = (0u8, 0u8);
+        let (mut local_port, mut remote_port) = (0u16, 0u16);
+        // SAFETY: the connection is live; every out-pointer is to a local of the right size.
+        let known = unsafe {
+            wl_tcp_endpoints(
+                c,
+                local.as_mut_ptr(),
+                &mut local_v6,
+                &mut local_port,
+                remote.as_mut_ptr(),
+                &mut remote_v6,
+                &mut remote_port,
+            )
+        };
+        Ok((known != 0).then(|| {
+            (
+                SocketAddr::new(ip_from_bytes(&local, local_v6), local_port),
+                SocketAddr::new(ip_from_bytes(&remote, remote_v6), remote_port),
+            )
+        }))
     }
 
     fn tcp_set_keepalive(

@@ -601,6 +601,18 @@ impl Stack for SmoltcpStack {
         Ok(self.sockets.get::<tcp::Socket>(handle).send_queue())
     }
 
+    fn tcp_endpoints(
+        &self,
+        socket: SocketId,
+    ) -> Result<Option<(SocketAddr, SocketAddr)>, SocketError> {
+        let handle = self.tcp_conn(socket)?.handle;
+        let socket = self.sockets.get::<tcp::Socket>(handle);
+        Ok(socket
+            .local_endpoint()
+            .zip(socket.remote_endpoint())
+            .map(|(local, remote)| (from_endpoint(local), from_endpoint(remote))))
+    }
+
     fn tcp_set_keepalive(
         &mut self,
         socket: SocketId,

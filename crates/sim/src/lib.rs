@@ -16,4 +16,4 @@ pub mod trace;
 pub mod world;
 
 pub use config::WorldConfig;
-pub use world::{run, Outcome, RunError, RunOptions, RunReport, RunStats, World};
+pub use world::{run, HostedApp, Outcome, RunError, RunOptions, RunReport, RunStats, World};

@@ -407,12 +407,32 @@ fn congestion(config: CongestionControlConfig) -> CongestionControl {
     }
 }
 
+/// An application the caller built itself (a user's program, for example), and the host it
+/// runs on. It acts after the host's configured applications, in the order given.
+pub struct HostedApp {
+    /// The name of the host, as the configuration gives it.
+    pub host: String,
+    /// What a run calls on that host.
+    pub app: Box<dyn App>,
+}
+
 impl World {
     /// Validates `config` and builds the world: stacks (from `stacks`, by the name each host
     /// gives), links, segments, applications.
     pub fn new(
         config: WorldConfig,
         apps_config: &[AppConfig],
+        stacks: &Registry,
+        options: &RunOptions,
+    ) -> Result<World, RunError> {
+        World::with_apps(config, apps_config, Vec::new(), stacks, options)
+    }
+
+    /// [`World::new`], with applications built by the caller as well as the configured ones.
+    pub fn with_apps(
+        config: WorldConfig,
+        apps_config: &[AppConfig],
+        hosted: Vec<HostedApp>,
         stacks: &Registry,
         options: &RunOptions,
     ) -> Result<World, RunError> {
@@ -549,6 +569,23 @@ impl World {
                 })?;
             hosts[host].apps.push(index as u32);
             apps.push(apps::build(app, 0x5700 + index as u16));
+        }
+        for (offset, hosted_app) in hosted.into_iter().enumerate() {
+            let index = apps_config.len() + offset;
+            let host =
+                config
+                    .host_index(&hosted_app.host)
+                    .ok_or_else(|| RunError::UnknownAppHost {
+                        index,
+                        kind: "program",
+                        suggestion: crate::config::closest(
+                            &hosted_app.host,
+                            config.hosts.iter().map(|h| h.name.as_str()),
+                        ),
+                        host: hosted_app.host,
+                    })?;
+            hosts[host].apps.push(index as u32);
+            apps.push(hosted_app.app);
         }
         let host_count = hosts.len();
         let app_done: Vec<bool> = apps.iter().map(|a| a.done()).collect();
