@@ -12,6 +12,7 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("wirelab-plugin-smoltcp-0-12", "plugins/smoltcp-0.12", 2),
     ("wirelab-sim", "crates/sim", 2),
     ("wirelab-judge", "crates/judge", 3),
+    ("wirelab-net", "crates/net", 4),
     ("wirelab-scenario", "crates/scenario", 4),
     ("wirelab", "harness", 5),
     ("wirelab-cli", "crates/cli", 6),

@@ -353,6 +353,22 @@ fn builder_mistakes_are_errors() {
     assert!(error.to_string().contains("no-such-stack"), "{error}");
 }
 
+/// Every file in golden/programs/ is the golden of a test here.
+fn no_orphan_program_goldens() {
+    let known: Vec<String> = ["line_echo", "http_loss_partition"]
+        .iter()
+        .flat_map(|test| ["smoltcp", "lwip"].map(|stack| format!("{test}@{stack}.pcapng")))
+        .collect();
+    let folder = golden("x").parent().unwrap().to_path_buf();
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            known.contains(&name),
+            "golden/programs/{name} is the golden of no test in harness/tests/programs.rs"
+        );
+    }
+}
+
 fn main() {
     let lwip = wirelab::backends::lwip::available()
         .err()
@@ -383,5 +399,6 @@ fn main() {
             program_errors_and_panics_are_reported_as_the_programs,
         ),
         wirelab::needs::test("builder_mistakes_are_errors", builder_mistakes_are_errors),
+        wirelab::needs::test("no_orphan_program_goldens", no_orphan_program_goldens),
     ])
 }

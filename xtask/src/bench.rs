@@ -21,7 +21,10 @@ use wirelab::sim::world::{RunOptions, RunReport, World};
 use wirelab::stack::{FrameQueue, MacAddr, SocketError, SocketId, Stack, StackConfig};
 use wirelab::wire::capture::CaptureFormat;
 
+mod programs;
+
 const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
 /// ns-3.37 on this kind of machine (DESIGN.md): 100 MB TCP over 1 Gbit/s, 1 ms, and 1000 UDP
 /// echo round trips.
 const NS3_TCP_100MB_WALL_S: f64 = 1.29;
@@ -43,6 +46,9 @@ const WORKLOADS: &[&str] = &[
     "stack_share_pairs_1000",
     "stack_share_tcp_100mb",
     "plugin_tcp_100mb",
+    "apps_tcp_1mib",
+    "program_tcp_1mib",
+    "program_http_1000_requests",
     "sweep_1mib_loss_1pct",
 ];
 
@@ -234,6 +240,18 @@ fn ratios(figures: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         "none (a figure)",
     );
     put(
+        "async program / built-in apps wall, 1 MiB TCP (the async layer's cost)",
+        num(figures, "program_tcp_1mib", "wall_s")
+            .zip(num(figures, "apps_tcp_1mib", "wall_s"))
+            .map(|(program, apps)| program / apps),
+        "none (a figure)",
+    );
+    put(
+        "hyper HTTP/1.1 over smoltcp: requests per wall second",
+        num(figures, "program_http_1000_requests", "requests_per_wall_s"),
+        "none (a figure)",
+    );
+    put(
         "ns-3 / wirelab wall, 1000 UDP echoes",
         num(figures, "udp_echo_1000", "wall_s").map(|w| NS3_UDP_ECHO_1000_WALL_S / w),
         ">= 10",
@@ -302,6 +320,9 @@ pub fn run_one(name: &str, scale: u64) -> anyhow::Result<()> {
         "stack_share_pairs_1000" => ping_pairs(1000, true)?,
         "stack_share_tcp_100mb" => tcp_over_link(100_000_000 / scale, true, None)?,
         "sweep_1mib_loss_1pct" => seed_sweep(10_000 / scale)?,
+        "apps_tcp_1mib" => apps_tcp(MIB)?,
+        "program_tcp_1mib" => programs::tcp(MIB)?,
+        "program_http_1000_requests" => programs::http(1000 / scale.min(10) as usize)?,
         other => bail!("no workload called {other}"),
     };
     let mut figures = figures;
@@ -601,6 +622,21 @@ fn harness_tcp(bytes: u64, pcap: bool) -> anyhow::Result<Value> {
         "bytes": bytes, "wall_s": wall_s, "setup_s": setup_s, "gbit_per_s": gbit_per_s(bytes, wall_s),
         "frames": report.stats.frames_emitted, "virtual_s": report.stats.end_time_us as f64 / 1e6,
         "steps": report.stats.steps, "polls": report.stats.polls,
+    }))
+}
+
+/// 1 MiB from the built-in TCP client to the built-in sink, on two hosts with the defaults a
+/// `Sim` has (capture in memory, frames traced): the baseline of `program_tcp_1mib`.
+fn apps_tcp(bytes: u64) -> anyhow::Result<Value> {
+    let config = two_hosts(1, SegmentKind::Switch);
+    let (report, setup_s, wall_s) =
+        run_timed(config, &tcp_transfer_apps(bytes), &RunOptions::default())?;
+    if !report.outcome.is_success() {
+        bail!("the built-in transfer {}", report.outcome);
+    }
+    Ok(json!({
+        "bytes": bytes, "wall_s": wall_s, "setup_s": setup_s,
+        "frames": report.stats.frames_emitted, "virtual_s": report.stats.end_time_us as f64 / 1e6,
     }))
 }
 
@@ -970,6 +1006,12 @@ impl Stack for TimedStack {
     }
     fn tcp_send_queue(&self, s: wirelab::stack::SocketId) -> Result<usize, SocketError> {
         self.inner.tcp_send_queue(s)
+    }
+    fn tcp_endpoints(
+        &self,
+        s: wirelab::stack::SocketId,
+    ) -> Result<Option<(SocketAddr, SocketAddr)>, SocketError> {
+        self.inner.tcp_endpoints(s)
     }
     fn tcp_set_keepalive(
         &mut self,

@@ -27,7 +27,7 @@ fn micros(duration: Duration) -> u64 {
 
 /// Waits until `duration` of virtual time has passed (rounded up to whole microseconds).
 pub fn sleep(duration: Duration) -> Sleep {
-    let round_up = u64::from(duration.subsec_nanos() % 1000 != 0);
+    let round_up = u64::from(!duration.subsec_nanos().is_multiple_of(1000));
     let deadline_us = with_context(|c| c.now_us())
         .saturating_add(micros(duration))
         .saturating_add(round_up);
