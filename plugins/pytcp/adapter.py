@@ -590,7 +590,7 @@ class Host:
                         + ip_bytes(family, md.remote_ip_address)
                         + struct.pack("<H", md.remote_port)
                         + struct.pack("<I", min(limit, len(data))) + data[:limit])
-        return b"\x00" + bytes(4) + bytes(17) + bytes(2) + bytes(4)
+        return b"\x00" + bytes(4) + b"\x04" + bytes(16) + bytes(2) + bytes(4)
 
     # ICMP echo ----------------------------------------------------------------------------
 
@@ -625,7 +625,7 @@ class Host:
                 del ECHO_REPLIES[i]
                 return (b"\x01" + bytes([family]) + source
                         + struct.pack("<HHI", ident, seq, length))
-        return b"\x00" + bytes(17) + bytes(8)
+        return b"\x00" + b"\x04" + bytes(16) + bytes(8)
 
     def close(self, r):
         handle = r.u32("socket")
