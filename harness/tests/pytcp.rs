@@ -16,7 +16,7 @@ use wirelab::Registry;
 use common::{assert_clean, pair, ping};
 
 fn plugins_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wirelab-plugins.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/pytcp/wirelab-plugins.toml")
 }
 
 fn stacks() -> Registry {
@@ -44,7 +44,7 @@ fn pytcp_missing() -> Option<String> {
     }
     match stacks().get("pytcp") {
         Some(factory) => factory.available().err(),
-        None => Some("wirelab-plugins.toml registers no stack `pytcp`".to_string()),
+        None => Some("plugins/pytcp/wirelab-plugins.toml registers no stack `pytcp`".to_string()),
     }
 }
 

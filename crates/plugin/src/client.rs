@@ -117,7 +117,9 @@ impl PluginFactory {
         if program.contains('/') {
             let path = self.command.dir.join(program);
             return if path.is_file() {
-                Ok(path)
+                // The plug-in starts in its own folder: a relative path would be taken from
+                // there a second time (a plug-ins file named as `plugins/x/wirelab-plugins.toml`).
+                Ok(path.canonicalize().unwrap_or(path))
             } else {
                 Err(missing(format!(
                     "the plug-in program {} does not exist",
