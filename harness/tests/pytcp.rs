@@ -9,8 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use wirelab::sim::library::tcp_transfer_apps;
-use wirelab::sim::world::{run, RunOptions, RunReport};
-use wirelab::stack::StackFactory;
+use wirelab::sim::world::{run, RunOptions};
 use wirelab::Registry;
 
 use common::{assert_clean, pair, ping};
