@@ -117,7 +117,11 @@ impl PluginFactory {
         if program.contains('/') {
             let path = self.command.dir.join(program);
             return if path.is_file() {
-                Ok(path)
+                // The plug-in starts in its own folder: a relative path would be taken from
+                // there a second time (a plug-ins file named as `plugins/x/wirelab-plugins.toml`).
+                // Made absolute without resolving links: a virtual environment's `python` is a
+                // link, and the venv is found through the link's own path.
+                Ok(std::path::absolute(&path).unwrap_or(path))
             } else {
                 Err(missing(format!(
                     "the plug-in program {} does not exist",
