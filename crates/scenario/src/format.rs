@@ -598,7 +598,7 @@ pub fn parse(
                     [one] => Some(*one),
                     [] => {
                         return Err(at(
-                            path.key("host"),
+                            path.key(if kind.is_some() { "app" } else { "host" }),
                             format!(
                                 "host `{host}` runs no {} application",
                                 kind.unwrap_or("such")

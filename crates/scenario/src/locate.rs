@@ -68,6 +68,25 @@ pub(crate) fn refine<T: DeserializeOwned>(text: &str) -> Option<Refined> {
     let mut trials = 0usize;
     'descend: loop {
         let current = get(&root, &path)?;
+        // A table or an array that gives the same error when emptied is itself the culprit
+        // (an array where one value belongs, say), not anything inside it.
+        let empty = match current {
+            Value::Table(_) if !path.is_empty() => Some(Value::Table(toml::Table::new())),
+            Value::Array(_) => Some(Value::Array(Vec::new())),
+            _ => None,
+        };
+        if let Some(empty) = empty {
+            trials += 1;
+            let mut trial = root.clone();
+            if let Some(slot) = get_mut(&mut trial, &path) {
+                *slot = empty;
+            }
+            if let Value::Table(trial) = trial {
+                if error_of::<T>(&trial).as_deref() == Some(base.as_str()) {
+                    break;
+                }
+            }
+        }
         match current {
             Value::Table(table) => {
                 let mut candidates: Vec<(String, bool)> = Vec::new();
@@ -90,9 +109,36 @@ pub(crate) fn refine<T: DeserializeOwned>(text: &str) -> Option<Refined> {
                 }
                 if missing {
                     // A missing key is blamed on the table that lacks it: descend only into
-                    // the container that holds that table.
-                    match candidates.into_iter().find(|(_, container)| *container) {
-                        Some((key, _)) => path.push(Step::Key(key)),
+                    // the container that holds that table, the one whose emptying changes
+                    // the error (emptying another leaves the same key missing).
+                    let mut holder = None;
+                    for (key, value) in table {
+                        let empty = match value {
+                            Value::Table(_) => Value::Table(toml::Table::new()),
+                            Value::Array(_) => Value::Array(Vec::new()),
+                            _ => continue,
+                        };
+                        if trials >= MAX_TRIALS {
+                            break 'descend;
+                        }
+                        trials += 1;
+                        let mut trial = root.clone();
+                        if let Some(slot) = get_mut(&mut trial, &path).and_then(|t| match t {
+                            Value::Table(t) => t.get_mut(key),
+                            _ => None,
+                        }) {
+                            *slot = empty;
+                        }
+                        let Value::Table(trial) = trial else {
+                            break 'descend;
+                        };
+                        if error_of::<T>(&trial).as_deref() != Some(base.as_str()) {
+                            holder = Some(key.clone());
+                            break;
+                        }
+                    }
+                    match holder {
+                        Some(key) => path.push(Step::Key(key)),
                         None => break,
                     }
                     continue;
@@ -227,7 +273,9 @@ fn plain_expected(expected: &str) -> String {
         {
             "a table".to_string()
         }
-        e if e.contains("IP address") || e.contains("socket address") => e.to_string(),
+        "socket address" => "an address and a port in quotes".to_string(),
+        "IP address" => "an IP address in quotes".to_string(),
+        e if e.contains("variant") => "a string in quotes naming one of its kinds".to_string(),
         e if e.contains(char::is_uppercase) && !e.contains(' ') => "a value of another kind".into(),
         e => e.to_string(),
     }
@@ -235,11 +283,13 @@ fn plain_expected(expected: &str) -> String {
 
 /// What a value under `key` must look like, with an example; empty when there is nothing
 /// useful to add.
-pub(crate) fn hint_for(key: &str, value: Option<&Value>) -> String {
-    let socket = matches!(value, Some(Value::String(s)) if s.contains(':') && !s.contains("::") || s.contains(']'));
+pub(crate) fn hint_for(key: &str, problem: &str) -> String {
     let text = match key {
-        "target" if socket => {
+        "target" if problem.contains("socket address") => {
             "an address and a port, like \"10.0.0.2:80\" (or \"[2001:db8::2]:80\")"
+        }
+        "target" if problem.contains("IP address") => {
+            "an IP address without a port, like \"10.0.0.2\" (a ping has no port)"
         }
         "target" => {
             "an IP address, like \"10.0.0.2\"; a TCP or UDP target also takes a port, like \"10.0.0.2:80\""
@@ -252,7 +302,10 @@ pub(crate) fn hint_for(key: &str, value: Option<&Value>) -> String {
         "mac" => "a MAC address, like \"02:00:00:00:00:01\"",
         "seed" => "a whole number from 0 to 18446744073709551615",
         "count" => "a whole number, at least 1",
-        "name" | "host" | "segment" | "prefix" | "description" | "stack" => {
+        "description" => "a sentence in quotes saying what the scenario shows",
+        "apps" => "at least one [[apps]] table, with `kind`, `host` and the kind's own keys",
+        "segments" => "at least one [[segments]] table, with `name` and `kind`",
+        "name" | "host" | "segment" | "prefix" | "stack" => {
             "a string in quotes, like \"client\""
         }
         "echo" | "expect_echo" | "enabled" => "true or false",
@@ -270,9 +323,9 @@ pub(crate) fn hint_for(key: &str, value: Option<&Value>) -> String {
     text.to_string()
 }
 
-fn with_hint(message: String, key: &str, value: Option<&Value>) -> String {
-    let hint = hint_for(key, value);
-    if hint.is_empty() {
+fn with_hint(message: String, key: &str, problem: &str) -> String {
+    let hint = hint_for(key, problem);
+    if hint.is_empty() || message.contains(&hint) {
         message
     } else {
         format!("{message}; write {hint}")
@@ -307,7 +360,7 @@ fn plain_message(base: &str, key: Option<&str>, value: Option<&Value>, path: &[S
         return with_hint(
             format!("{}{variant} needs `{field}`", table_name(path)),
             field,
-            None,
+            "",
         );
     }
     let key_name = key.unwrap_or("value");
@@ -327,13 +380,13 @@ fn plain_message(base: &str, key: Option<&str>, value: Option<&Value>, path: &[S
         return if base.starts_with("unknown field") {
             format!(
                 "`{}` is not a key of {}{guess} (its keys: {list})",
-                escape(unknown),
+                shorten(&escape(unknown), 60),
                 table_name(&path[..path.len().saturating_sub(1)])
             )
         } else {
             format!(
                 "`{key_name}` is \"{}\", which is not one of {list}{guess}",
-                escape(unknown)
+                shorten(&escape(unknown), 60)
             )
         };
     }
@@ -347,9 +400,15 @@ fn plain_message(base: &str, key: Option<&str>, value: Option<&Value>, path: &[S
             .map(|(_, e)| e)
             .unwrap_or("");
         let kind = value.map(what_it_is).unwrap_or("this");
-        let message = if base.starts_with("invalid type") {
+        let container = matches!(value, Some(Value::Array(_) | Value::Table(_)));
+        let message = if base.starts_with("invalid type") && !container {
             format!(
                 "`{key_name}` is {kind} ({shown}), but it must be {}",
+                plain_expected(expected)
+            )
+        } else if base.starts_with("invalid type") {
+            format!(
+                "`{key_name}` is {kind}, but it must be {}",
                 plain_expected(expected)
             )
         } else {
@@ -358,7 +417,7 @@ fn plain_message(base: &str, key: Option<&str>, value: Option<&Value>, path: &[S
                 plain_expected(expected)
             )
         };
-        return with_hint(message, key_name, value);
+        return with_hint(message, key_name, base);
     }
     // A message of our own or of a parser (`invalid socket address syntax`).
     let problem = base.trim_end_matches('.');
@@ -367,7 +426,7 @@ fn plain_message(base: &str, key: Option<&str>, value: Option<&Value>, path: &[S
     } else {
         format!("`{key_name}` is {shown}: {problem}")
     };
-    with_hint(message, key_name, value)
+    with_hint(message, key_name, base)
 }
 
 /// Control characters (and the backslash before them) shown as escapes, so that nothing a
@@ -472,7 +531,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_the_caret_follows() {
-        let (shown, caret) = snippet("a\u{1b}[31mb = 1", 8);
+        let (shown, caret) = snippet("a\u{1b}[31mb = 1", 7);
         assert_eq!(shown, "a\\u{1b}[31mb = 1");
         assert_eq!(shown.chars().nth(caret - 1), Some('b'));
     }

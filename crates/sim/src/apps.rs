@@ -154,7 +154,12 @@ impl AppConfig {
                 Err((
                     key,
                     format!(
-                        "`{key}` is 0, which no connection can use; write a port from 1 to 65535"
+                        "{}, which no connection can use; write a port from 1 to 65535",
+                        if key == "port" {
+                            "`port` is 0"
+                        } else {
+                            "the port in `target` is 0"
+                        }
                     ),
                 ))
             } else {
