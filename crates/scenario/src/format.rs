@@ -48,9 +48,11 @@ pub struct ScenarioFile {
     pub seed: u64,
     /// The run fails with `TimeLimit` when virtual time would pass this.
     #[serde(default = "default_time_limit_us")]
+    #[schemars(range(min = 1))]
     pub time_limit_us: u64,
     /// The run fails with `StepLimit` after this many loop steps.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub step_limit: Option<u64>,
     pub segments: Vec<SegmentConfig>,
     #[serde(default)]
