@@ -1268,7 +1268,6 @@ pub fn run(
     Ok(World::new(config, apps, stacks, options)?.run())
 }
 
-/// The message a panic carried, for reports.
 std::thread_local! {
     /// The source file of the last panic on this thread, recorded by [`record_panic_locations`].
     static PANIC_FILE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
@@ -1289,6 +1288,7 @@ fn record_panic_locations() {
     });
 }
 
+/// The message a panic carried, for reports.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
