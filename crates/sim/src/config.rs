@@ -1160,7 +1160,10 @@ mod tests {
             "{}",
             located.1
         );
-        assert_eq!(located.0.to_string(), "hosts[0].link.to_segment");
+        assert_eq!(
+            located.0.to_string(),
+            "hosts[0].link.to_segment.reorder_probability"
+        );
         c.hosts[0].link.to_segment.reorder_delay_us = 500;
         assert_eq!(c.validate(), Ok(()));
     }
@@ -1230,6 +1233,11 @@ mod tests {
 
         let mut c = two_hosts();
         c.hosts[1].link.from_segment.latency_us = u64::MAX - 5;
+        assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })));
+
+        let mut c = two_hosts();
+        c.time_limit_us = u64::MAX - 5;
+        c.hosts[1].link.from_segment.latency_us = MAX_DELAY_US;
         assert!(matches!(
             c.validate(),
             Err(ConfigError::TimeOverflow { .. })
