@@ -298,12 +298,13 @@ pub fn known_counters(kind: &str) -> &'static [&'static str] {
 }
 
 /// How a run can end, as `outcome` checks name it.
-pub const OUTCOMES: [&str; 5] = [
+pub const OUTCOMES: [&str; 6] = [
     "completed",
     "stalled",
     "time_limit",
     "step_limit",
     "stack_panic",
+    "internal_error",
 ];
 
 const TCP_STATES: [&str; 11] = [
@@ -626,6 +627,7 @@ pub fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::TimeLimit { .. } => "time_limit",
         Outcome::StepLimit { .. } => "step_limit",
         Outcome::StackPanic { .. } => "stack_panic",
+        Outcome::InternalError { .. } => "internal_error",
     }
 }
 

@@ -48,9 +48,11 @@ pub struct ScenarioFile {
     pub seed: u64,
     /// The run fails with `TimeLimit` when virtual time would pass this.
     #[serde(default = "default_time_limit_us")]
+    #[schemars(range(min = 1))]
     pub time_limit_us: u64,
     /// The run fails with `StepLimit` after this many loop steps.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub step_limit: Option<u64>,
     pub segments: Vec<SegmentConfig>,
     #[serde(default)]
@@ -216,15 +218,16 @@ impl std::fmt::Display for ScenarioError {
         )?;
         if !self.source_line.is_empty() {
             let gutter = self.line.to_string().len();
+            let (shown, caret) = crate::locate::snippet(&self.source_line, self.column);
             write!(
                 f,
                 "\n{:gutter$} |\n{} | {}\n{:gutter$} | {:>col$}",
                 "",
                 self.line,
-                self.source_line,
+                shown,
                 "",
                 "^",
-                col = self.column
+                col = caret
             )?;
         }
         Ok(())
@@ -322,7 +325,7 @@ pub fn load(
     scenarios_root: &Path,
     stacks: &Registry,
 ) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         error_at(
             path,
             "",
@@ -330,6 +333,18 @@ pub fn load(
             format!("cannot read the scenario file: {e}"),
         )
     })?;
+    if let Some((byte, line, column, source_line)) = crate::locate::utf8_problem(&bytes) {
+        return Err(ScenarioError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: format!(
+                "the file is not UTF-8 text: byte 0x{byte:02x} here cannot start a character; save the file as UTF-8"
+            ),
+            source_line,
+        });
+    }
+    let text = String::from_utf8(bytes).unwrap_or_default();
     let expected_name = scenario_name(path, scenarios_root);
     parse(&text, path, expected_name.as_deref(), stacks)
 }
@@ -379,8 +394,15 @@ pub fn parse(
     stacks: &Registry,
 ) -> Result<Scenario, ScenarioError> {
     let parsed: ScenarioFile = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map(|s| s.start);
-        error_at(file, text, offset, with_suggestion(e.message()))
+        // A value error is located by experiment (serde loses the positions inside tagged
+        // tables); a syntax error keeps the parser's own position.
+        match crate::locate::refine::<ScenarioFile>(text) {
+            Some(refined) => error_at(file, text, Some(refined.offset), refined.message),
+            None => {
+                let offset = e.span().map(|s| s.start);
+                error_at(file, text, offset, with_suggestion(e.message()))
+            }
+        }
     })?;
     let at = |path: KeyPath, message: String| error_at(file, text, locate(text, &path), message);
     let root = KeyPath::default();
@@ -454,8 +476,9 @@ pub fn parse(
                     at(
                         group_path.key("first_ipv4"),
                         format!(
-                            "{} hosts from {first:?} run past the end of the address space",
-                            group.count
+                            "{} hosts from {} run past the end of the address space",
+                            group.count,
+                            String::from(first)
                         ),
                     )
                 })?),
@@ -515,7 +538,9 @@ pub fn parse(
     };
     let mut apps = Vec::new();
     for (i, app) in parsed.apps.iter().enumerate() {
-        let path = root.key("apps").index(i).key("host");
+        let app_path = root.key("apps").index(i);
+        let first = apps.len();
+        let path = app_path.key("host");
         match app.host().strip_suffix('*') {
             Some(prefix) => {
                 let matching: Vec<&str> = host_names
@@ -538,6 +563,15 @@ pub fn parse(
                 }
                 apps.push(app.clone());
             }
+        }
+        for app in &apps[first..] {
+            let mtu = config
+                .hosts
+                .iter()
+                .find(|h| h.name == app.host())
+                .map_or(default_ip_mtu_bytes(), |h| h.ip_mtu_bytes);
+            app.check(mtu)
+                .map_err(|(key, message)| at(app_path.key(key), message))?;
         }
     }
 
@@ -566,7 +600,7 @@ pub fn parse(
                     [one] => Some(*one),
                     [] => {
                         return Err(at(
-                            path.key("host"),
+                            path.key(if kind.is_some() { "app" } else { "host" }),
                             format!(
                                 "host `{host}` runs no {} application",
                                 kind.unwrap_or("such")

@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod folder;
 pub mod format;
 pub mod golden;
+mod locate;
 pub mod requirements;
 pub mod runner;
 pub mod script;

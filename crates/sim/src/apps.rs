@@ -17,6 +17,7 @@ pub enum AppConfig {
         host: String,
         target: IpAddr,
         #[serde(default = "default_count")]
+        #[schemars(range(min = 1))]
         count: u32,
         #[serde(default = "default_interval_us")]
         interval_us: u64,
@@ -29,12 +30,17 @@ pub enum AppConfig {
         timeout_us: u64,
     },
     /// Sends every datagram back to where it came from.
-    UdpEchoServer { host: String, port: u16 },
+    UdpEchoServer {
+        host: String,
+        #[schemars(range(min = 1))]
+        port: u16,
+    },
     /// Sends a datagram, waits for the echo (or `timeout_us`), then sends the next.
     UdpPingPong {
         host: String,
         target: SocketAddr,
         #[serde(default = "default_count")]
+        #[schemars(range(min = 1))]
         count: u32,
         #[serde(default = "default_payload_bytes")]
         payload_bytes: u32,
@@ -47,6 +53,7 @@ pub enum AppConfig {
     /// the same bytes; then closed.
     TcpServer {
         host: String,
+        #[schemars(range(min = 1))]
         port: u16,
         #[serde(default)]
         echo: bool,
@@ -136,6 +143,77 @@ impl AppConfig {
             AppConfig::Ping { payload_bytes, .. } => Some(payload_bytes.saturating_add(8)),
             AppConfig::UdpPingPong { payload_bytes, .. } => Some((*payload_bytes).max(4)),
             _ => None,
+        }
+    }
+
+    /// Checks the values the application could not honour on a host whose interface has IP
+    /// MTU `ip_mtu_bytes`; on a mistake, names the key and says what is allowed.
+    pub fn check(&self, ip_mtu_bytes: u32) -> Result<(), (&'static str, String)> {
+        let port = |key: &'static str, port: u16| {
+            if port == 0 {
+                Err((
+                    key,
+                    format!(
+                        "{}, which no connection can use; write a port from 1 to 65535",
+                        if key == "port" {
+                            "`port` is 0"
+                        } else {
+                            "the port in `target` is 0"
+                        }
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let count = |count: u32| {
+            if count == 0 {
+                Err((
+                    "count",
+                    "`count` is 0, so nothing would be sent; write at least 1".to_string(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        // Datagrams are not fragmented: each must fit in one IP packet of the host's MTU.
+        let payload = |protocol: &str, target: IpAddr, payload_bytes: u32| {
+            let ip_header = if target.is_ipv6() { 40 } else { 20 };
+            let max = ip_mtu_bytes.saturating_sub(ip_header + 8);
+            if payload_bytes > max {
+                Err((
+                    "payload_bytes",
+                    format!(
+                        "`payload_bytes` is {payload_bytes}, but at most {max} bytes fit: the host's IP MTU of {ip_mtu_bytes} bytes less the {ip_header}-byte IP header and the 8-byte {protocol} header (datagrams are not fragmented)"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            AppConfig::Ping {
+                target,
+                count: n,
+                payload_bytes,
+                ..
+            } => {
+                count(*n)?;
+                payload("ICMP echo", *target, *payload_bytes)
+            }
+            AppConfig::UdpEchoServer { port: p, .. } => port("port", *p),
+            AppConfig::UdpPingPong {
+                target,
+                count: n,
+                payload_bytes,
+                ..
+            } => {
+                port("target", target.port())?;
+                count(*n)?;
+                payload("UDP", target.ip(), *payload_bytes)
+            }
+            AppConfig::TcpServer { port: p, .. } => port("port", *p),
+            AppConfig::TcpClient { target, .. } => port("target", target.port()),
         }
     }
 

@@ -17,6 +17,14 @@ use wire::capture::CaptureFormat;
 pub const MIN_IP_MTU_BYTES: u32 = 68;
 /// The largest frame wirelab moves; a jumbo frame still fits.
 pub const MAX_IP_MTU_BYTES: u32 = 65_535 - 14;
+/// The longest latency, jitter or reordering delay one link direction may add: an hour.
+pub const MAX_DELAY_US: u64 = 3_600_000_000;
+/// The smallest drop-tail queue: one full Ethernet frame of a 1500-byte IP MTU.
+pub const MIN_QUEUE_LIMIT_BYTES: u64 = 1514;
+/// The smallest capture snap length that still holds Ethernet, IP and TCP headers.
+pub const MIN_SNAPLEN_BYTES: u32 = 64;
+/// The largest capture snap length (tcpdump's and Wireshark's maximum).
+pub const MAX_SNAPLEN_BYTES: u32 = 262_144;
 
 /// A whole simulated network and how long it may run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -276,9 +284,11 @@ pub enum LossModel {
 #[serde(deny_unknown_fields)]
 pub struct Impairments {
     #[serde(default)]
+    #[schemars(range(max = 3_600_000_000u64))]
     pub latency_us: u64,
     /// Each frame gets an extra delay drawn uniformly from `0..=jitter_us`; frames stay in order.
     #[serde(default)]
+    #[schemars(range(max = 3_600_000_000u64))]
     pub jitter_us: u64,
     #[serde(default)]
     pub loss: LossModel,
@@ -288,6 +298,7 @@ pub struct Impairments {
     #[serde(default)]
     pub reorder_probability: f64,
     #[serde(default)]
+    #[schemars(range(max = 3_600_000_000u64))]
     pub reorder_delay_us: u64,
     /// A corrupted frame has one bit flipped where the receiver's checksums cover it.
     #[serde(default)]
@@ -295,8 +306,10 @@ pub struct Impairments {
     /// Serialization delay and queueing; `None` is infinitely fast.
     #[serde(default)]
     pub bandwidth_bits_per_s: Option<u64>,
-    /// Drop-tail limit of the queue in front of a bandwidth-limited link.
+    /// Drop-tail limit of the queue in front of a bandwidth-limited link, at least one full
+    /// frame (1514 bytes).
     #[serde(default)]
+    #[schemars(range(min = 1514))]
     pub queue_limit_bytes: Option<u64>,
     /// Frames carrying an IP packet larger than this are dropped.
     #[serde(default)]
@@ -432,6 +445,8 @@ impl From<ScheduledEvent> for EventEntry {
 pub struct CaptureConfig {
     pub enabled: bool,
     pub format: CaptureFormat,
+    /// Bytes of each frame kept, 64 to 262144.
+    #[schemars(range(min = 64, max = 262_144))]
     pub snaplen_bytes: u32,
 }
 
@@ -518,6 +533,17 @@ pub enum ConfigError {
     ZeroBandwidth { field: String },
     #[error("point-to-point segment `{segment}` has {hosts} hosts attached; it needs exactly 2")]
     PointToPoint { segment: String, hosts: usize },
+    #[error("{field} is {value}, but it must be {allowed}")]
+    OutOfRange {
+        field: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("a {what} name is empty; give it a name in quotes, like \"{example}\"")]
+    EmptyName {
+        what: &'static str,
+        example: &'static str,
+    },
     #[error("host `{host}` appears in more than one group of the partition at {at_us} µs")]
     PartitionOverlap { host: String, at_us: u64 },
     #[error("host `{host}` in the partition at {at_us} µs is not on segment `{segment}`")]
@@ -688,11 +714,54 @@ impl WorldConfig {
     /// file can point at its line and column.
     pub fn validate_located(&self) -> Result<(), (KeyPath, ConfigError)> {
         let root = KeyPath::default();
+        if self.time_limit_us == 0 {
+            return Err((
+                root.key("time_limit_us"),
+                ConfigError::OutOfRange {
+                    field: "`time_limit_us`".into(),
+                    value: "0".into(),
+                    allowed: "at least 1 µs (1_000_000 is one second); leave it out for 60 s"
+                        .into(),
+                },
+            ));
+        }
+        if self.step_limit == 0 {
+            return Err((
+                root.key("step_limit"),
+                ConfigError::OutOfRange {
+                    field: "`step_limit`".into(),
+                    value: "0".into(),
+                    allowed: "at least 1; leave it out for 100_000_000 steps".into(),
+                },
+            ));
+        }
+        let snaplen = self.capture.snaplen_bytes;
+        if !(MIN_SNAPLEN_BYTES..=MAX_SNAPLEN_BYTES).contains(&snaplen) {
+            return Err((
+                root.key("capture").key("snaplen_bytes"),
+                ConfigError::OutOfRange {
+                    field: "`snaplen_bytes`".into(),
+                    value: format!("{snaplen} bytes"),
+                    allowed: format!(
+                        "from {MIN_SNAPLEN_BYTES} (Ethernet, IP and TCP headers) to {MAX_SNAPLEN_BYTES} bytes"
+                    ),
+                },
+            ));
+        }
         if self.hosts.is_empty() {
             return Err((root.key("hosts"), ConfigError::NoHosts));
         }
         let mut segment_names = BTreeSet::new();
         for (index, segment) in self.segments.iter().enumerate() {
+            if segment.name.trim().is_empty() {
+                return Err((
+                    root.key("segments").index(index).key("name"),
+                    ConfigError::EmptyName {
+                        what: "segment",
+                        example: "lan",
+                    },
+                ));
+            }
             if !segment_names.insert(segment.name.as_str()) {
                 return Err((
                     root.key("segments").index(index).key("name"),
@@ -706,6 +775,15 @@ impl WorldConfig {
         let mut hosts_per_segment = vec![0usize; self.segments.len()];
         for (index, host) in self.hosts.iter().enumerate() {
             let at = root.key("hosts").index(index);
+            if host.name.trim().is_empty() {
+                return Err((
+                    at.key("name"),
+                    ConfigError::EmptyName {
+                        what: "host",
+                        example: "client",
+                    },
+                ));
+            }
             if !host_names.insert(host.name.as_str()) {
                 return Err((
                     at.key("name"),
@@ -795,7 +873,13 @@ impl WorldConfig {
             ] {
                 let field = format!("host `{}` link.{}", host.name, direction.name());
                 self.check_impairments(&field, impairments)
-                    .map_err(|e| (at.key("link").key(direction.name()), e))?;
+                    .map_err(|(key, e)| {
+                        let mut path = at.key("link").key(direction.name());
+                        for part in key.split('.') {
+                            path = path.key(part);
+                        }
+                        (path, e)
+                    })?;
             }
         }
         for (index, (segment, count)) in self.segments.iter().zip(&hosts_per_segment).enumerate() {
@@ -891,7 +975,7 @@ impl WorldConfig {
                 self.host_index(host)
                     .ok_or_else(|| ("host", self.unknown_host(context.clone(), host)))?;
                 self.check_impairments(&format!("{context} impairments"), impairments)
-                    .map_err(|e| ("impairments", e))?;
+                    .map_err(|(_, e)| ("impairments", e))?;
             }
             EventAction::Heal { segment } => {
                 self.segment_index(segment)
@@ -930,7 +1014,9 @@ impl WorldConfig {
         Ok(())
     }
 
-    fn check_impairments(&self, field: &str, i: &Impairments) -> Result<(), ConfigError> {
+    /// Checks one direction's impairments; on a mistake, names the key (dotted below the
+    /// direction's table, like `loss.probability`).
+    fn check_impairments(&self, field: &str, i: &Impairments) -> Result<(), (String, ConfigError)> {
         let mut probabilities = vec![
             ("duplicate_probability", i.duplicate_probability),
             ("reorder_probability", i.reorder_probability),
@@ -956,10 +1042,29 @@ impl WorldConfig {
         for (name, value) in probabilities {
             // `contains` is false for NaN as well.
             if !(0.0..=1.0).contains(&value) {
-                return Err(ConfigError::Probability {
-                    field: format!("{field}.{name}"),
-                    value,
-                });
+                return Err((
+                    name.to_string(),
+                    ConfigError::Probability {
+                        field: format!("{field}.{name}"),
+                        value,
+                    },
+                ));
+            }
+        }
+        for (name, value) in [
+            ("latency_us", i.latency_us),
+            ("jitter_us", i.jitter_us),
+            ("reorder_delay_us", i.reorder_delay_us),
+        ] {
+            if value > MAX_DELAY_US {
+                return Err((
+                    name.to_string(),
+                    ConfigError::OutOfRange {
+                        field: format!("{field}.{name}"),
+                        value: format!("{value} µs"),
+                        allowed: format!("at most {MAX_DELAY_US} µs (one hour)"),
+                    },
+                ));
             }
         }
         let delay = i
@@ -968,24 +1073,48 @@ impl WorldConfig {
             .and_then(|d| d.checked_add(i.reorder_delay_us))
             .and_then(|d| d.checked_add(self.time_limit_us));
         if delay.is_none() {
-            return Err(ConfigError::TimeOverflow {
-                field: format!("{field}.latency_us + jitter_us + reorder_delay_us"),
-                value: i.latency_us,
-            });
+            return Err((
+                "latency_us".to_string(),
+                ConfigError::TimeOverflow {
+                    field: format!("{field}.latency_us + jitter_us + reorder_delay_us"),
+                    value: i.latency_us,
+                },
+            ));
         }
         if i.reorder_probability > 0.0 && i.reorder_delay_us == 0 {
-            return Err(ConfigError::ReorderWithoutDelay {
-                field: field.to_string(),
-                probability: i.reorder_probability,
-            });
+            return Err((
+                "reorder_probability".to_string(),
+                ConfigError::ReorderWithoutDelay {
+                    field: field.to_string(),
+                    probability: i.reorder_probability,
+                },
+            ));
         }
         if i.bandwidth_bits_per_s == Some(0) {
-            return Err(ConfigError::ZeroBandwidth {
-                field: format!("{field}.bandwidth_bits_per_s"),
-            });
+            return Err((
+                "bandwidth_bits_per_s".to_string(),
+                ConfigError::ZeroBandwidth {
+                    field: format!("{field}.bandwidth_bits_per_s"),
+                },
+            ));
+        }
+        if let Some(limit) = i.queue_limit_bytes {
+            if limit < MIN_QUEUE_LIMIT_BYTES {
+                return Err((
+                    "queue_limit_bytes".to_string(),
+                    ConfigError::OutOfRange {
+                        field: format!("{field}.queue_limit_bytes"),
+                        value: format!("{limit} bytes"),
+                        allowed: format!(
+                            "at least {MIN_QUEUE_LIMIT_BYTES} bytes (one full frame), or left out for 1000 full frames"
+                        ),
+                    },
+                ));
+            }
         }
         if let Some(mtu) = i.mtu_bytes {
-            check_mtu(format!("{field}.mtu_bytes"), mtu)?;
+            check_mtu(format!("{field}.mtu_bytes"), mtu)
+                .map_err(|e| ("mtu_bytes".to_string(), e))?;
         }
         Ok(())
     }
@@ -1031,7 +1160,10 @@ mod tests {
             "{}",
             located.1
         );
-        assert_eq!(located.0.to_string(), "hosts[0].link.to_segment");
+        assert_eq!(
+            located.0.to_string(),
+            "hosts[0].link.to_segment.reorder_probability"
+        );
         c.hosts[0].link.to_segment.reorder_delay_us = 500;
         assert_eq!(c.validate(), Ok(()));
     }
@@ -1101,6 +1233,11 @@ mod tests {
 
         let mut c = two_hosts();
         c.hosts[1].link.from_segment.latency_us = u64::MAX - 5;
+        assert!(matches!(c.validate(), Err(ConfigError::OutOfRange { .. })));
+
+        let mut c = two_hosts();
+        c.time_limit_us = u64::MAX - 5;
+        c.hosts[1].link.from_segment.latency_us = MAX_DELAY_US;
         assert!(matches!(
             c.validate(),
             Err(ConfigError::TimeOverflow { .. })

@@ -40,6 +40,14 @@ pub enum Outcome {
     Stalled,
     /// A stack panicked; the run stopped there.
     StackPanic { host: String, message: String },
+    /// wirelab itself panicked (one of its applications, or its run loop): a bug of wirelab,
+    /// not a finding against the stack. `app` is the application's kind, `host` where it ran
+    /// (both empty when the run loop itself panicked).
+    InternalError {
+        host: String,
+        app: String,
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -62,6 +70,23 @@ impl std::fmt::Display for Outcome {
             ),
             Outcome::StackPanic { host, message } => {
                 write!(f, "the stack of host `{host}` panicked: {message}")
+            }
+            Outcome::InternalError { host, app, message } => {
+                if app.is_empty() {
+                    write!(
+                        f,
+                        "internal error of wirelab: its run loop panicked: {message}"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "internal error of wirelab: its own `{app}` application on host `{host}` panicked: {message}"
+                    )?;
+                }
+                write!(
+                    f,
+                    " (a bug of wirelab, not of the stack under test; please report it with the scenario file and its seed)"
+                )
             }
         }
     }
@@ -389,6 +414,10 @@ pub struct World {
     dirty_list: Vec<u32>,
     /// The host whose stack is being called, so that a panic can be attributed.
     current_host: Option<u32>,
+    /// The application acting (by index), so that its panic is wirelab's own, not the stack's.
+    current_app: Option<u32>,
+    /// Each application's kind, for reports.
+    app_kinds: Vec<&'static str>,
     /// True once the run loop has started: before it, `now_us` is not yet an instant being served.
     stepping: bool,
     capture_paths: Vec<Option<PathBuf>>,
@@ -570,6 +599,11 @@ impl World {
             hosts[host].apps.push(index as u32);
             apps.push(apps::build(app, 0x5700 + index as u16));
         }
+        let app_kinds: Vec<&'static str> = apps_config
+            .iter()
+            .map(app_kind)
+            .chain(hosted.iter().map(|_| "program"))
+            .collect();
         for (offset, hosted_app) in hosted.into_iter().enumerate() {
             let index = apps_config.len() + offset;
             let host =
@@ -614,6 +648,8 @@ impl World {
             dirty: vec![false; host_count],
             dirty_list: Vec::new(),
             current_host: None,
+            current_app: None,
+            app_kinds,
             stepping: false,
             capture_paths,
             pacer: (!real_devices.is_empty()).then(|| {
@@ -708,16 +744,34 @@ impl World {
 
     /// Runs to the end and reports. A stack that panics ends this run only.
     pub fn run(mut self) -> RunReport {
+        record_panic_locations();
+        PANIC_FILE.with(|f| f.borrow_mut().take());
         let result = panic::catch_unwind(AssertUnwindSafe(|| self.run_loop()));
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
-                let host = match self.current_host {
-                    Some(h) => self.hosts[h as usize].name.clone(),
-                    None => "(harness)".to_string(),
-                };
-                Outcome::StackPanic { host, message }
+                // An application's panic is wirelab's own when it was raised in wirelab's
+                // code; a panic in a socket call the application made is the stack's.
+                let in_wirelab = PANIC_FILE
+                    .with(|f| f.borrow_mut().take())
+                    .is_some_and(|file| file.replace('\\', "/").ends_with("sim/src/apps.rs"));
+                let app = self.current_app.filter(|_| in_wirelab);
+                match (self.current_host, app) {
+                    (Some(h), None) => Outcome::StackPanic {
+                        host: self.hosts[h as usize].name.clone(),
+                        message,
+                    },
+                    (host, app) => Outcome::InternalError {
+                        host: host
+                            .map(|h| self.hosts[h as usize].name.clone())
+                            .unwrap_or_default(),
+                        app: app
+                            .map(|a| self.app_kinds[a as usize].to_string())
+                            .unwrap_or_default(),
+                        message,
+                    },
+                }
             }
         };
         self.finish(outcome)
@@ -977,7 +1031,9 @@ impl World {
             let mut acted = false;
             for &app in &h.apps {
                 let a = &mut self.apps[app as usize];
+                self.current_app = Some(app);
                 acted |= a.act(now, h.stack.as_mut());
+                self.current_app = None;
                 let done = a.done();
                 let was_done = std::mem::replace(&mut self.app_done[app as usize], done);
                 if done != was_done {
@@ -1251,6 +1307,26 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunReport, RunError> {
     Ok(World::new(config, apps, stacks, options)?.run())
+}
+
+std::thread_local! {
+    /// The source file of the last panic on this thread, recorded by [`record_panic_locations`].
+    static PANIC_FILE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that records where each panic was raised (then
+/// calls the hook that was there before), so that a run can tell wirelab's own panics from
+/// the stack's.
+fn record_panic_locations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let file = info.location().map(|l| l.file().to_string());
+            PANIC_FILE.with(|f| *f.borrow_mut() = file);
+            previous(info);
+        }));
+    });
 }
 
 /// The message a panic carried, for reports.

@@ -323,25 +323,31 @@ impl fmt::Display for ScriptError {
             ScriptErrorKind::Unsupported => "unsupported: ",
             _ => "",
         };
-        write!(
-            f,
-            "{}:{}:{}: {prefix}{}",
-            self.path.display(),
-            self.line,
-            self.column,
-            self.message
-        )?;
+        if self.line == 0 {
+            // About the file as a whole: there is no position to give.
+            write!(f, "{}: {prefix}{}", self.path.display(), self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {prefix}{}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )?;
+        }
         if self.kind == ScriptErrorKind::Unsupported {
             write!(f, " at line {}", self.line)?;
         }
-        if !self.source_line.is_empty() {
+        if !self.source_line.is_empty() && self.line > 0 {
+            let (shown, caret) = crate::locate::snippet(&self.source_line, self.column);
             write!(
                 f,
                 "\n  {} | {}\n  {} | {}^",
                 self.line,
-                self.source_line,
+                shown,
                 " ".repeat(self.line.to_string().len()),
-                " ".repeat(self.column.saturating_sub(1))
+                " ".repeat(caret.saturating_sub(1))
             )?;
         }
         if let Some(hint) = &self.hint {
@@ -355,7 +361,7 @@ impl std::error::Error for ScriptError {}
 
 /// Reads and parses the script at `path`, called `name`.
 pub fn load_named(path: &Path, name: &str) -> Result<Script, ScriptError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
+    let bytes = std::fs::read(path).map_err(|e| ScriptError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
@@ -364,6 +370,44 @@ pub fn load_named(path: &Path, name: &str) -> Result<Script, ScriptError> {
         hint: None,
         source_line: String::new(),
     })?;
+    if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+        // A binary file: its first NUL byte is where it stops being text.
+        let (line, column, source_line) = match crate::locate::utf8_problem(&bytes[..nul]) {
+            Some((_, line, column, shown)) => (line, column, shown),
+            None => {
+                let before = std::str::from_utf8(&bytes[..nul]).unwrap_or_default();
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                (
+                    before.matches('\n').count() + 1,
+                    before[line_start..].chars().count() + 1,
+                    before[line_start..].to_string(),
+                )
+            }
+        };
+        return Err(ScriptError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            kind: ScriptErrorKind::Parse,
+            message: "the file is binary (it holds a NUL byte here), not a script".into(),
+            hint: Some("a script is UTF-8 text, one time and action per line".into()),
+            source_line,
+        });
+    }
+    if let Some((byte, line, column, source_line)) = crate::locate::utf8_problem(&bytes) {
+        return Err(ScriptError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            kind: ScriptErrorKind::Parse,
+            message: format!(
+                "the file is not UTF-8 text: byte 0x{byte:02x} here cannot start a character"
+            ),
+            hint: Some("save the script as UTF-8".into()),
+            source_line,
+        });
+    }
+    let text = String::from_utf8(bytes).unwrap_or_default();
     parse(&text, path, name)
 }
 

@@ -80,6 +80,8 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
         events: Vec::new(),
     };
     let mut in_block_comment = false;
+    // The time of the last timed line, to hold later lines to it: scripts never go back.
+    let mut now_us: u64 = 0;
     for (index, raw_line) in text.lines().enumerate() {
         let line_no = index + 1;
         let code = strip_comments(raw_line, &mut in_block_comment, line_no, &mut parsed)?;
@@ -107,6 +109,51 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
             ));
         }
         let time = parse_time(&mut cursor)?;
+        let start = match time {
+            TimeSpec::At { relative, start_us }
+            | TimeSpec::Range {
+                relative, start_us, ..
+            }
+            | TimeSpec::Blocking {
+                relative, start_us, ..
+            } => Some(if relative {
+                now_us.saturating_add(start_us)
+            } else {
+                start_us
+            }),
+            TimeSpec::Any => None,
+        };
+        if let Some(start) = start {
+            if start < now_us {
+                return Err(LocatedError {
+                    line: line_no,
+                    column: code.len() - code.trim_start().len() + 1,
+                    kind: ScriptErrorKind::Parse,
+                    message: format!(
+                        "this line's time, {}, comes before the previous line's, {}: a script's times never go back",
+                        seconds(start),
+                        seconds(now_us)
+                    ),
+                    hint: Some(
+                        "write a later absolute time, or a relative one such as `+0`".into(),
+                    ),
+                });
+            }
+            now_us = start;
+            if let TimeSpec::Blocking {
+                end_relative,
+                end_us,
+                ..
+            } = time
+            {
+                let end = if end_relative {
+                    start.saturating_add(end_us)
+                } else {
+                    end_us
+                };
+                now_us = now_us.max(end);
+            }
+        }
         cursor.skip_space();
         if cursor.rest().starts_with("%{") {
             return Err(cursor.unsupported(
@@ -166,7 +213,7 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
             return Err(cursor.error(
                 &format!(
                     "unexpected `{}` at the end of the line",
-                    cursor.rest().trim()
+                    short(cursor.rest().trim())
                 ),
                 None,
             ));
@@ -182,6 +229,15 @@ pub(super) fn parse_script(text: &str) -> Result<Parsed> {
             });
         }
         parsed.events.push(event);
+    }
+    if parsed.events.is_empty() && !in_block_comment {
+        return Err(LocatedError {
+            line: 1,
+            column: 1,
+            kind: ScriptErrorKind::Parse,
+            message: "the script has no packet and no socket call, so it would pass without testing anything".into(),
+            hint: Some("add lines such as `0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3`".into()),
+        });
     }
     if in_block_comment {
         return Err(LocatedError {
@@ -335,6 +391,29 @@ fn parse_option_line(cursor: &mut Cursor) -> Result<Option<u64>> {
             Some("wirelab scripts use packetdrill's default addresses and ports; only --tolerance_usecs is accepted (and ignored: virtual time is exact)".into()),
         )),
     }
+}
+
+/// Microseconds as a script writes them, in seconds (`0.3 s`).
+fn seconds(us: u64) -> String {
+    let whole = us / 1_000_000;
+    let fraction = us % 1_000_000;
+    if fraction == 0 {
+        format!("{whole} s")
+    } else {
+        let digits = format!("{fraction:06}");
+        format!("{whole}.{} s", digits.trim_end_matches('0'))
+    }
+}
+
+/// Text from the script shown in a message: control characters escaped, at most 40
+/// characters.
+fn short(text: &str) -> String {
+    let escaped = crate::locate::escape(text);
+    if escaped.chars().count() <= 40 {
+        return escaped;
+    }
+    let head: String = escaped.chars().take(40).collect();
+    format!("{head}…")
 }
 
 fn parse_time(cursor: &mut Cursor) -> Result<TimeSpec> {
@@ -1023,11 +1102,19 @@ struct Cursor<'a> {
     text: &'a str,
     pos: usize,
     line: usize,
+    /// The last (byte offset, column) a column was asked for: columns are counted on from
+    /// there, so asking once per option keeps a long line linear, not quadratic.
+    last_column: std::cell::Cell<(usize, usize)>,
 }
 
 impl<'a> Cursor<'a> {
     fn new(text: &'a str, line: usize) -> Cursor<'a> {
-        Cursor { text, pos: 0, line }
+        Cursor {
+            text,
+            pos: 0,
+            line,
+            last_column: std::cell::Cell::new((0, 1)),
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -1039,7 +1126,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn column(&self) -> usize {
-        self.text[..self.pos].chars().count() + 1
+        let (from, column) = self.last_column.get();
+        let (from, column) = if from <= self.pos {
+            (from, column)
+        } else {
+            (0, 1)
+        };
+        let column = column + self.text[from..self.pos].chars().count();
+        self.last_column.set((self.pos, column));
+        column
     }
 
     fn peek(&self) -> Option<char> {
@@ -1301,5 +1396,28 @@ mod tests {
         assert_eq!(parsed.known_failures[0].backend, "lwip");
         assert_eq!(parsed.known_failures[0].line, 9);
         assert_eq!(parsed.known_failures[0].requirement, "rfc6298:5.5");
+    }
+}
+
+#[cfg(test)]
+mod long_lines {
+    use super::*;
+
+    /// A line of 256 K options parses (each option's column is found without rescanning the
+    /// line, so the time is linear in the line's length).
+    #[test]
+    fn a_quarter_million_options_parse() {
+        let options = vec!["nop"; 256 * 1024].join(",");
+        let text = format!(
+            "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0) win 32792 <{options}>\n"
+        );
+        let parsed = match parse_script(&text) {
+            Ok(parsed) => parsed,
+            Err(e) => panic!("{}:{}: {}", e.line, e.column, e.message),
+        };
+        match &parsed.events[1].action {
+            super::super::Action::Inject(_) => {}
+            other => panic!("not an injected packet: {other:?}"),
+        }
     }
 }
