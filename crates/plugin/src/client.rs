@@ -219,6 +219,34 @@ impl PluginStack {
     ) -> Result<T, SocketError> {
         self.connection.borrow_mut().call(kind, args, read)
     }
+
+    /// TCP_RECV of at most `max` bytes, lent to `consume` (not called when none came).
+    fn tcp_recv_into(
+        &self,
+        socket: SocketId,
+        max: usize,
+        consume: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SocketError> {
+        self.call(
+            Kind::TcpRecv,
+            |w| {
+                w.u32(socket.0).u32(max as u32);
+            },
+            |r| {
+                let data = r.bytes("data")?;
+                if data.len() > max {
+                    return Err(DecodeError::Invalid(format!(
+                        "TCP_RECV gave {} bytes, more than the {max} asked for",
+                        data.len()
+                    )));
+                }
+                if !data.is_empty() {
+                    consume(data);
+                }
+                Ok(data.len())
+            },
+        )
+    }
 }
 
 impl Connection {
@@ -698,24 +726,9 @@ impl Stack for PluginStack {
     }
 
     fn tcp_recv(&mut self, socket: SocketId, buf: &mut [u8]) -> Result<usize, SocketError> {
-        let max = buf.len();
-        self.call(
-            Kind::TcpRecv,
-            |w| {
-                w.u32(socket.0).u32(max as u32);
-            },
-            |r| {
-                let data = r.bytes("data")?;
-                if data.len() > max {
-                    return Err(DecodeError::Invalid(format!(
-                        "TCP_RECV gave {} bytes, more than the {max} asked for",
-                        data.len()
-                    )));
-                }
-                buf[..data.len()].copy_from_slice(data);
-                Ok(data.len())
-            },
-        )
+        self.tcp_recv_into(socket, buf.len(), &mut |data| {
+            buf[..data.len()].copy_from_slice(data)
+        })
     }
 
     fn tcp_recv_with(
@@ -725,26 +738,7 @@ impl Stack for PluginStack {
         consume: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, SocketError> {
         // One round trip for up to 256 KiB, instead of the default's many small reads.
-        let max = limit.min(256 * 1024);
-        self.call(
-            Kind::TcpRecv,
-            |w| {
-                w.u32(socket.0).u32(max as u32);
-            },
-            |r| {
-                let data = r.bytes("data")?;
-                if data.len() > max {
-                    return Err(DecodeError::Invalid(format!(
-                        "TCP_RECV gave {} bytes, more than the {max} asked for",
-                        data.len()
-                    )));
-                }
-                if !data.is_empty() {
-                    consume(data);
-                }
-                Ok(data.len())
-            },
-        )
+        self.tcp_recv_into(socket, limit.min(256 * 1024), consume)
     }
 
     fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError> {
