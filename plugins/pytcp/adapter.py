@@ -351,7 +351,7 @@ class Host:
         self.sockets = {}  # handle -> entry (dict)
         self.next_handle = 1
         self.inbox = []
-        self.last_tick = NOW_US // 1000
+        self.last_tick = (NOW_US - 1) // 1000  # no tick has run at this instant yet
 
     # Handles ------------------------------------------------------------------------------
 
@@ -383,7 +383,22 @@ class Host:
         global NOW_US
         NOW_US = max(NOW_US, now_us)
         before = self.signature()
-        target = NOW_US // 1000
+        # The ticks before this instant, then what happened at it (frames received, socket
+        # calls made since the last POLL), then this instant's own tick if it falls on a
+        # millisecond: at one instant a frame is handled before the tick, so PyTCP answers it
+        # at once, the short end of the 0-1 ms a real timer thread takes.
+        self.tick_until((NOW_US - 1) // 1000)
+        received = len(self.inbox)
+        inbox, self.inbox = self.inbox, []
+        for frame in inbox:
+            stack.packet_handler._phrx_ether(PacketRx(frame))
+        self.tick_until(NOW_US // 1000)
+        changed = received > 0 or self.signature() != before
+        frames, stack.tx_ring.frames = stack.tx_ring.frames, []
+        return changed, frames
+
+    def tick_until(self, target):
+        """Runs PyTCP's timer up to and including millisecond `target`; idle time in one jump."""
         timer = stack.timer
         while self.last_tick < target:
             if timer.has_tasks():
@@ -392,13 +407,6 @@ class Host:
             else:
                 timer.skip(target - self.last_tick)
                 self.last_tick = target
-        received = len(self.inbox)
-        inbox, self.inbox = self.inbox, []
-        for frame in inbox:
-            stack.packet_handler._phrx_ether(PacketRx(frame))
-        changed = received > 0 or self.signature() != before
-        frames, stack.tx_ring.frames = stack.tx_ring.frames, []
-        return changed, frames
 
     def poll_at(self):
         if stack.timer.has_tasks():

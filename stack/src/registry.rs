@@ -67,6 +67,15 @@ pub trait StackFactory: Send + Sync {
     fn limits(&self) -> Limits {
         Limits::default()
     }
+
+    /// For a stack that acts only on a periodic timer of its own (PyTCP sends from a 1 ms
+    /// tick): the tick's period. A conformance script accepts this stack's packets up to one
+    /// tick from their scripted time, as packetdrill's `--tolerance_usecs` does for a kernel.
+    /// 0, the default, for stacks that act at once: their packets are due at the exact
+    /// virtual instant.
+    fn tick_us(&self) -> u64 {
+        0
+    }
 }
 
 /// A factory made of a function from the host's configuration to its stack.

@@ -58,6 +58,9 @@ pub struct PluginFactory {
     /// A command that makes the program, run (once per process, in the plug-in's folder) when
     /// the program is missing: `cargo build -p ...` for a plug-in of this workspace.
     pub build: Option<Vec<String>>,
+    /// The period of the plug-in stack's own timer when it acts only on that timer
+    /// (`StackFactory::tick_us`); 0 when it acts at once.
+    pub tick_us: u64,
     /// What running `build` gave, once it ran.
     built: Arc<std::sync::OnceLock<Result<(), String>>>,
 }
@@ -77,6 +80,7 @@ impl PluginFactory {
             missing_hint: None,
             timeout: DEFAULT_TIMEOUT,
             build: None,
+            tick_us: 0,
             built: Arc::default(),
         }
     }
@@ -149,6 +153,10 @@ impl StackFactory for PluginFactory {
     fn build(&self, config: StackConfig) -> Result<Box<dyn Stack>, BuildError> {
         let program = self.made_program().map_err(BuildError::Unavailable)?;
         self.start(&program, config)
+    }
+
+    fn tick_us(&self) -> u64 {
+        self.tick_us
     }
 }
 

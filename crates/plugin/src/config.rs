@@ -11,6 +11,7 @@
 //! command = ["target/wirelab-venv/bin/python", "plugins/pytcp/adapter.py"]
 //! env = { PYTHONHASHSEED = "0" }
 //! timeout_s = 30
+//! tick_us = 1000   # it sends only from a 1 ms timer: scripts accept its packets 1 ms late
 //! ```
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ struct Entry {
     timeout_s: Option<u64>,
     #[serde(default)]
     build: Option<Vec<String>>,
+    #[serde(default)]
+    tick_us: u64,
 }
 
 /// Reads the plug-ins file at `path`: one factory per stack it names, in name order.
@@ -90,6 +93,7 @@ pub fn load(path: &Path) -> Result<Vec<PluginFactory>, String> {
         factory.missing_hint = entry.missing;
         factory.command.env = entry.env.into_iter().collect();
         factory.build = entry.build;
+        factory.tick_us = entry.tick_us;
         factory.timeout = entry.timeout_s.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
         factories.push(factory);
     }

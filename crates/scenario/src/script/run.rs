@@ -99,6 +99,7 @@ pub fn run(script: &Script, backend: &str, stacks: &Registry, seed: u64) -> Scri
         ));
     }
     let real_time = stacks.get(backend).is_some_and(|f| f.real_time());
+    let tick_us = stacks.get(backend).map_or(0, |f| f.tick_us());
     if real_time {
         let span_us = script_span_us(&script.events);
         if span_us > REAL_TIME_SPAN_LIMIT_US {
@@ -120,9 +121,11 @@ pub fn run(script: &Script, backend: &str, stacks: &Registry, seed: u64) -> Scri
     let mut runtime = match stack {
         Ok(stack) => {
             // In real time a packet comes when the kernel sends it: packetdrill's tolerance
-            // (the script's --tolerance_usecs, 4 ms by default) applies. Virtual time is exact.
+            // (the script's --tolerance_usecs, 4 ms by default) applies. Virtual time is exact,
+            // up to one tick of a stack that sends only from a periodic timer.
             let pacer = real_time.then(|| Pacer::new(stack.wake_fd().as_slice()));
             let mut runtime = Runtime::new(stack, backend, seed, rx_buffer_bytes);
+            runtime.tolerance_us = tick_us;
             if let Some(pacer) = pacer {
                 runtime.tolerance_us = script.tolerance_us.unwrap_or(DEFAULT_TOLERANCE_US);
                 runtime.pacer = Some(pacer);
